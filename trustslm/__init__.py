@@ -1,0 +1,28 @@
+"""trustslm: audit the trustworthiness of small language models.
+
+Importing trustslm is cheap: torch and transformers load only when a model does.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from trustslm._version import __version__
+
+if TYPE_CHECKING:
+    from trustslm.api import audit, list_probes, load_report, render_report
+    from trustslm.report.types import TrustReport
+
+__all__ = ["__version__", "audit", "list_probes", "load_report", "render_report", "TrustReport"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("audit", "list_probes", "load_report", "render_report"):
+        from trustslm import api
+
+        return getattr(api, name)
+    if name == "TrustReport":
+        from trustslm.report.types import TrustReport
+
+        return TrustReport
+    raise AttributeError(f"module 'trustslm' has no attribute {name!r}")

@@ -1,0 +1,3 @@
+from trustslm.cli.main import main
+import sys
+sys.exit(main())

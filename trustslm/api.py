@@ -1,0 +1,140 @@
+"""The Python API. The CLI, the notebooks and the CI gate are thin clients of these functions.
+
+>>> import trustslm
+>>> report = trustslm.audit(model="mock", probes=["bias.*"], progress=False)
+>>> report.dimensions["fairness"].status
+'measured'
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from trustslm.config import Overrides, load_config
+from trustslm.gate.policy import Policy, load_policy
+from trustslm.models.base import DEFAULT_BATCH_SIZE, ModelAdapter
+from trustslm.registry import Registry
+from trustslm.report.types import TrustReport
+from trustslm.resources import cache_dir as default_cache_dir
+from trustslm.scoring import DEFAULT_RESAMPLES
+
+
+def audit(
+    model: str | Path | ModelAdapter,
+    *,
+    probes: list[str] | None = None,
+    options: Overrides | None = None,
+    config: str | Path | None = None,
+    seed: int = 0,
+    limit: int | None = None,
+    policy: str | Path | Policy | None = None,
+    out: str | Path | None = None,
+    resume: bool = False,
+    allow_pickle: bool = False,
+    allow_download: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
+    progress: bool = True,
+    registry: Registry | None = None,
+    bootstrap_resamples: int = DEFAULT_RESAMPLES,
+) -> TrustReport:
+    """Audit ``model`` with the selected probes and return the report.
+
+    Args:
+        model: a model folder, a ``.gguf`` file, ``"smollm2"`` (the demo model), ``"mock"``,
+            or a :class:`~trustslm.models.base.ModelAdapter`.
+        probes: probe ids or globs (``"bias.*"``); all registered probes when omitted.
+        options: ``{probe_id: {option: value}}``, over the specs' defaults and ``config``.
+        config: a YAML file of probe options; relative data paths in it are read from its folder.
+        seed: seeds sampling and the bootstrap; the same seed reproduces the report.
+        limit: use at most this many items of each probe's data.
+        policy: a gate policy (a YAML path or a :class:`~trustslm.gate.policy.Policy`).
+        out: if given, write ``report.json``, ``samples.jsonl``, ``report.md`` and ``report.html`` there.
+        resume: take results already in the cache (from an interrupted or earlier run).
+        allow_pickle: load pickle weights when a folder has no safetensors (runs their code!).
+        allow_download: fetch a Hugging Face hub id (safetensors and JSON files only).
+        use_cache: write every finished batch to the on-disk cache (needed for ``resume``).
+    """
+    if limit is not None and limit < 1:
+        from trustslm.errors import BadInputError
+
+        raise BadInputError("limit must be at least 1")
+    from trustslm.probes.base import ProbeContext
+    from trustslm.runner import audit as engine
+
+    registry = registry or Registry()
+    cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    config_options, config_dir = load_config(config) if config is not None else ({}, None)
+    planned = engine.plan(registry, probes, config=config_options, config_dir=config_dir,
+                          overrides=options)
+    gate_policy = _policy(policy)
+    ctx = ProbeContext(seed=seed, limit=limit, capabilities=frozenset(), registry=registry,
+                       progress=progress)
+    engine.load_data(planned, ctx)
+
+    from trustslm.models.resolve import load_model
+
+    adapter = load_model(model, allow_pickle=allow_pickle, allow_download=allow_download,
+                         batch_size=batch_size, cache_dir=cache_root, registry=registry)
+    cache = None
+    if use_cache:
+        from trustslm.runner.cache import RequestCache
+
+        cache = RequestCache(cache_root / "requests.sqlite")
+    try:
+        report = engine.run(
+            adapter, planned, registry=registry, seed=seed, limit=limit, patterns=probes,
+            policy=gate_policy, cache=cache, resume=resume, progress=progress,
+            resamples=bootstrap_resamples,
+        )
+    finally:
+        if cache is not None:
+            cache.close()
+    if out is not None:
+        from trustslm.report.files import write_outputs
+
+        write_outputs(report, Path(out))
+    return report
+
+
+def _policy(policy: str | Path | Policy | None) -> tuple[Policy, str | None, str | None] | None:
+    if policy is None:
+        return None
+    if isinstance(policy, Policy):
+        return policy, None, None
+    loaded, digest = load_policy(policy)
+    return loaded, str(policy), digest
+
+
+def list_probes(registry: Registry | None = None) -> list[dict[str, Any]]:
+    """id, dimension, version, kind, needs and summary of every registered probe."""
+    registry = registry or Registry()
+    rows = []
+    for spec in registry.select(None):
+        kind = registry.probe_kind(spec.kind)
+        rows.append({"id": spec.id, "dimension": spec.dimension, "version": spec.version,
+                     "kind": spec.kind, "needs": sorted(kind.needs), "summary": spec.summary})
+    return rows
+
+
+def render_report(report: TrustReport | str | Path, fmt: str = "md") -> str:
+    """A report (or a ``report.json`` path) as Markdown (``md``) or self-contained HTML (``html``)."""
+    if not isinstance(report, TrustReport):
+        report = TrustReport.load(report)
+    if fmt == "md":
+        from trustslm.report.markdown import render_markdown
+
+        return render_markdown(report)
+    if fmt == "html":
+        from trustslm.report.html import render_html
+
+        return render_html(report)
+    from trustslm.errors import BadInputError
+
+    raise BadInputError(f"unknown report format {fmt!r} (md or html)")
+
+
+def load_report(path: str | Path) -> TrustReport:
+    return TrustReport.load(path)

@@ -1,0 +1,1 @@
+"""The release gate: a YAML policy of thresholds, evaluated on a report."""

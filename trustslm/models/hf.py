@@ -1,0 +1,338 @@
+"""Hugging Face causal language models (a safetensors folder or a GGUF file) behind the
+:class:`~trustslm.models.base.ModelAdapter` interface.
+
+Loading never runs code from the model folder: :mod:`trustslm.models.validate` checks the folder
+first, and transformers is called with ``trust_remote_code=False`` and ``local_files_only=True``.
+
+Log-likelihoods follow lm-evaluation-harness (``HFLM._loglikelihood_tokens``): the pair is
+encoded whole and split, an empty context conditions on the BOS token (EOS when there is none),
+inputs are right-padded, and the continuation's token log-probs are summed. Generation pads on
+the left and samples each row with its own seeded generator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from trustslm.errors import ModelFormatError
+from trustslm.models.base import (
+    DEFAULT_BATCH_SIZE,
+    CHAT_TEMPLATE,
+    GENERATE,
+    LOGLIKELIHOOD,
+    GenerateRequest,
+    GenerationResult,
+    LoglikelihoodRequest,
+    LoglikelihoodResult,
+    ModelAdapter,
+    Request,
+    apply_stop,
+)
+from trustslm.models.validate import ModelLayout
+from trustslm.report.types import FileRecord, ModelInfo
+
+
+class HFModel(ModelAdapter):
+    """A causal LM loaded with transformers from a checked :class:`ModelLayout`."""
+
+    def __init__(
+        self,
+        layout: ModelLayout,
+        *,
+        spec: str,
+        files: list[FileRecord],
+        model_hash: str,
+        source: FileRecord | None = None,
+        name: str | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        dtype: str = "float32",
+        device: str = "cpu",
+    ):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.layout = layout
+        self._spec, self._files, self._hash, self._source = spec, files, model_hash, source
+        self._name = name or (layout.gguf_file.stem if layout.gguf_file else layout.folder.name)
+        self.batch_size = batch_size
+        self.device = torch.device(device)
+        common: dict[str, Any] = {"local_files_only": True, "trust_remote_code": False}
+        if layout.gguf_file is not None:
+            common["gguf_file"] = layout.gguf_file.name
+        model_kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype)}
+        if layout.kind == "hf":
+            model_kwargs["use_safetensors"] = not layout.uses_pickle
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(layout.folder), **common)
+            self.model = AutoModelForCausalLM.from_pretrained(str(layout.folder), **common, **model_kwargs)
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError, ImportError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ModelFormatError(f"could not load a causal language model from {layout.folder}: {first}") from None
+        self.model.to(self.device).eval()
+        self._dtype = dtype
+
+        tok = self.tokenizer
+        eos = set()
+        gen_eos = getattr(self.model.generation_config, "eos_token_id", None)
+        for value in (gen_eos, tok.eos_token_id):
+            if isinstance(value, int):
+                eos.add(value)
+            elif isinstance(value, (list, tuple)):
+                eos.update(int(v) for v in value)
+        self.eos_ids = sorted(eos)
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else (self.eos_ids or [0])[0]
+        self.prefix_token_id = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+        self.max_length = _max_length(self.model.config, tok)
+        self.has_chat_template = bool(getattr(tok, "chat_template", None))
+        caps = {LOGLIKELIHOOD, GENERATE}
+        if self.has_chat_template:
+            caps.add(CHAT_TEMPLATE)
+        self.capabilities = frozenset(caps)
+        self._encodings: dict[str, Any] = {}
+        #: When set to a list, every batch's model inputs are appended to it (for ``bench/``).
+        self.recorder: list[dict] | None = None
+
+    @classmethod
+    def from_spec(cls, arg: str, **options: Any) -> ModelAdapter:
+        """``hf:PATH``: the same as naming PATH."""
+        from trustslm.models.resolve import load_hf
+
+        return load_hf(arg, **options)
+
+    # -- identity ---------------------------------------------------------------------------
+    def info(self) -> ModelInfo:
+        n_params = sum(p.numel() for p in self.model.parameters())
+        return ModelInfo(
+            spec=self._spec,
+            kind=self.layout.kind,  # type: ignore[arg-type]
+            name=self._name,
+            path=str(self.layout.folder),
+            files=self._files,
+            source=self._source,
+            hash=self._hash,
+            parameters=int(n_params),
+            dtype=self._dtype,
+            capabilities=sorted(self.capabilities),
+            chat_template=self.has_chat_template,
+        )
+
+    def close(self) -> None:
+        self.model = None  # type: ignore[assignment]
+        self._encodings.clear()
+
+    # -- tokenisation (lm-evaluation-harness 0.4 rules) --------------------------------------
+    def _tok_encode(self, text: str, add_special_tokens: bool | None = None) -> list[int]:
+        kwargs = {} if add_special_tokens is None else {"add_special_tokens": add_special_tokens}
+        if add_special_tokens is None and self.tokenizer.bos_token and text.startswith(self.tokenizer.bos_token):
+            kwargs["add_special_tokens"] = False
+        return list(self.tokenizer.encode(text, **kwargs))
+
+    def _chat_text(self, user: str, system: str | None = None) -> str | None:
+        if not self.has_chat_template:
+            return None
+        messages = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": user}
+        ]
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def encode_loglikelihood(self, r: LoglikelihoodRequest) -> tuple[list[int], list[int]]:
+        key = r.key()
+        if key in self._encodings:
+            return self._encodings[key]
+        context, continuation = r.context, r.continuation
+        chat_text = self._chat_text(context) if r.chat else None
+        if chat_text is not None:
+            context_enc = self._tok_encode(chat_text, add_special_tokens=False)
+            whole = self._tok_encode(chat_text + continuation, add_special_tokens=False)
+            enc = (context_enc, whole[len(context_enc):])
+        elif context == "":
+            cont = self._tok_encode(continuation, add_special_tokens=False)
+            if cont and cont[0] == self.prefix_token_id:
+                enc = (cont[:1], cont[1:])
+            else:
+                enc = ([self.prefix_token_id], cont)
+        else:
+            n_spaces = len(context) - len(context.rstrip())
+            if n_spaces:
+                continuation = context[-n_spaces:] + continuation
+                context = context[:-n_spaces]
+            whole = self._tok_encode(context + continuation)
+            context_enc = self._tok_encode(context)
+            enc = (context_enc, whole[len(context_enc):])
+        self._encodings[key] = enc
+        return enc
+
+    def encode_prompt(self, r: GenerateRequest) -> list[int]:
+        key = r.key()
+        if key in self._encodings:
+            return self._encodings[key]
+        chat_text = self._chat_text(r.prompt, r.system_prompt) if r.chat else None
+        if chat_text is not None:
+            enc = self._tok_encode(chat_text, add_special_tokens=False)
+        else:
+            prompt = f"{r.system_prompt}\n\n{r.prompt}" if r.system_prompt else r.prompt
+            enc = self._tok_encode(prompt)
+        if not enc:  # an empty prompt conditions on the BOS token, like an empty context
+            enc = [self.prefix_token_id]
+        enc = enc[-(self.max_length - r.max_new_tokens):] if self.max_length > r.max_new_tokens else enc
+        self._encodings[key] = enc
+        return enc
+
+    def request_length(self, request: Request) -> int:
+        if isinstance(request, LoglikelihoodRequest):
+            ctx, cont = self.encode_loglikelihood(request)
+            return len(ctx) + len(cont)
+        return len(self.encode_prompt(request))
+
+    # -- batches ----------------------------------------------------------------------------
+    def _loglikelihood_batch(self, batch: list[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
+        import torch
+
+        rows = []
+        for r in batch:
+            ctx, cont = self.encode_loglikelihood(r)
+            whole = (ctx + cont)[-(self.max_length + 1):]
+            rows.append((whole[:-1], cont[-(len(whole) - 1):] if cont else []))
+        width = max(1, max(len(inp) for inp, _ in rows))
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, (inp, _) in enumerate(rows):
+            ids[i, : len(inp)] = torch.tensor(inp, dtype=torch.long)
+            mask[i, : len(inp)] = 1
+        if self.recorder is not None:
+            self.recorder.append({"kind": "loglikelihood", "input_ids": ids, "attention_mask": mask,
+                                  "spans": [(len(inp), cont) for inp, cont in rows]})
+        with torch.inference_mode():
+            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+        out = []
+        for i, (inp, cont) in enumerate(rows):
+            if not cont:
+                out.append(LoglikelihoodResult(logprob=0.0, is_greedy=True, n_tokens=0))
+                continue
+            n, c = len(inp), len(cont)
+            logprobs = torch.log_softmax(logits[i, n - c : n].float(), dim=-1)
+            target = torch.tensor(cont, dtype=torch.long, device=logprobs.device)
+            lp = logprobs.gather(1, target[:, None]).sum().item()
+            greedy = bool((logprobs.argmax(dim=-1) == target).all())
+            out.append(LoglikelihoodResult(logprob=float(lp), is_greedy=greedy, n_tokens=c))
+        return out
+
+    def _generate_batch(self, batch: list[GenerateRequest]) -> list[GenerationResult]:
+        import torch
+        from transformers import GenerationConfig, LogitsProcessorList
+
+        prompts = [self.encode_prompt(r) for r in batch]
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, p in enumerate(prompts):  # left padding: every row ends where generation starts
+            if p:
+                ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
+                mask[i, width - len(p):] = 1
+        max_new = max(r.max_new_tokens for r in batch)
+        config = GenerationConfig(
+            max_new_tokens=max_new, do_sample=False, num_beams=1,
+            pad_token_id=self.pad_id, eos_token_id=self.eos_ids or None,
+        )
+        processors = LogitsProcessorList()
+        if any(not r.greedy for r in batch):
+            processors.append(PerRowSampler(batch))
+        with torch.inference_mode():
+            generated = self.model.generate(
+                input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                generation_config=config, logits_processor=processors,
+            )
+        if self.recorder is not None:
+            self.recorder.append({"kind": "generate", "input_ids": ids, "attention_mask": mask,
+                                  "steps": generated.shape[1] - width, "requests": list(batch)})
+        out = []
+        eos = set(self.eos_ids)
+        for i, r in enumerate(batch):
+            new = generated[i, width:].tolist()[: r.max_new_tokens]
+            stop_at = next((j for j, t in enumerate(new) if t in eos), None)
+            finish = "stop" if stop_at is not None else "length"
+            if stop_at is not None:
+                new = new[:stop_at]
+            text = self.tokenizer.decode(new, skip_special_tokens=True)
+            text, stopped = apply_stop(text, r.stop)
+            out.append(GenerationResult(text=text, n_tokens=len(new), finish_reason="stop" if stopped else finish))
+        return out
+
+
+class PerRowSampler:
+    """A logits processor that samples each row with its own generator.
+
+    transformers samples a whole batch from the global RNG, so a row's sample would depend on
+    its batch. Here each row gets a ``torch.Generator`` seeded from its request; the scores are
+    filtered with transformers' own temperature, top-k and top-p warpers (once per group of rows
+    with the same settings), one token per row is drawn by inverse-CDF sampling from a uniform
+    number taken from the row's generator (tokens the warpers removed have probability 0 and
+    can't be drawn), and every
+    other token is set to -inf, so greedy decoding then takes the drawn token. Greedy rows
+    (temperature 0) keep their argmax.
+    """
+
+    def __init__(self, requests: Sequence[GenerateRequest]):
+        import torch
+        from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+        self.generators: list[Any] = []
+        groups: dict[tuple, list[int]] = {}
+        for i, r in enumerate(requests):
+            if r.greedy:
+                self.generators.append(None)
+                continue
+            seed = int.from_bytes(hashlib.sha256(r.key().encode("utf-8")).digest()[:8], "big") >> 1
+            self.generators.append(torch.Generator().manual_seed(seed))
+            groups.setdefault((r.temperature, r.top_k, r.top_p), []).append(i)
+        self.groups = []
+        for (temperature, top_k, top_p), rows in groups.items():
+            warpers = [TemperatureLogitsWarper(temperature)] if temperature != 1.0 else []
+            if top_k:
+                warpers.append(TopKLogitsWarper(top_k))
+            if top_p < 1.0:
+                warpers.append(TopPLogitsWarper(top_p))
+            self.groups.append((torch.tensor(rows), warpers))
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        choice = scores.argmax(dim=-1).cpu()
+        for rows, warpers in self.groups:
+            s = scores[rows.to(scores.device)].float()
+            for w in warpers:
+                s = w(input_ids[rows.to(input_ids.device)], s)
+            # inverse-CDF sampling, one uniform draw per row from that row's generator
+            cdf = torch.softmax(s, dim=-1).cumsum(dim=-1).cpu()
+            u = torch.cat([torch.rand(1, generator=self.generators[i]) for i in rows.tolist()])
+            picked = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True)[:, 0]
+            choice[rows] = picked.clamp(max=cdf.shape[1] - 1)
+        out = torch.full_like(scores, float("-inf"))
+        out[torch.arange(scores.shape[0], device=scores.device), choice.to(scores.device)] = 0.0
+        return out
+
+
+def _max_length(config: Any, tokenizer: Any) -> int:
+    for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    value = getattr(tokenizer, "model_max_length", None)
+    if isinstance(value, int) and 0 < value < 1_000_000:
+        return value
+    return 2048
+
+
+def describe_files(layout: ModelLayout, *, memo_dir: Path | None) -> tuple[list[FileRecord], str]:
+    """sha256 of every file the model is loaded from, and one hash over them all."""
+    from trustslm.hashing import sha256_file, sha256_json
+
+    records = []
+    for f in layout.all_files:
+        rel = f.name if f.parent == layout.folder else str(f)
+        records.append(FileRecord(path=rel, sha256=sha256_file(f, memo_dir=memo_dir), size=f.stat().st_size))
+    model_hash = sha256_json([[r.path, r.sha256] for r in records])
+    return records, model_hash

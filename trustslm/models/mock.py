@@ -1,0 +1,142 @@
+"""A scripted model for tests and notebooks (after inspect_ai's ``mockllm``). No torch needed.
+
+The script is a dict (or a YAML file holding one) with any of these keys::
+
+    name: my-mock
+    capabilities: [loglikelihood, generate]     # default: both
+    loglikelihood:                              # continuation (or context + continuation) -> logprob
+      "The nurse said she was tired.": -20.5
+    generate:                                   # first rule whose `match` is in the prompt wins
+      - match: "capital of France"
+        response: "Paris."
+      - match: "rude"
+        responses: ["You idiot.", "Have a nice day."]   # picked by sample_index
+    default_response: "I am a mock model."
+
+Log-likelihoods not in the script are a deterministic function of the text (about -2.5 nats a
+word, plus a hash-based jitter), so probes get stable, text-dependent numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from trustslm.errors import BadInputError
+from trustslm.hashing import sha256_json
+from trustslm.models.base import (
+    DEFAULT_BATCH_SIZE,
+    GENERATE,
+    LOGLIKELIHOOD,
+    GenerateRequest,
+    GenerationResult,
+    LoglikelihoodRequest,
+    LoglikelihoodResult,
+    ModelAdapter,
+    apply_stop,
+)
+from trustslm.report.types import ModelInfo
+
+_ALLOWED_KEYS = {"name", "capabilities", "loglikelihood", "generate", "default_response"}
+
+
+class ScriptedModel(ModelAdapter):
+    """Answers from a script; counts the requests it served in :attr:`calls`."""
+
+    def __init__(self, script: dict[str, Any] | str | Path | None = None, *, batch_size: int = DEFAULT_BATCH_SIZE):
+        self.spec = "mock"
+        if isinstance(script, (str, Path)):
+            self.spec = f"mock:{script}"
+            script = _read_script(Path(script))
+        self.script: dict[str, Any] = dict(script or {})
+        unknown = set(self.script) - _ALLOWED_KEYS
+        if unknown:
+            raise BadInputError(
+                f"mock script: unknown key(s) {sorted(unknown)} (allowed: {sorted(_ALLOWED_KEYS)})"
+            )
+        self.capabilities = frozenset(self.script.get("capabilities", [LOGLIKELIHOOD, GENERATE]))
+        self.batch_size = batch_size
+        self.calls = {"loglikelihood": 0, "generate": 0}
+        self.batches: list[tuple[str, int]] = []
+
+    @classmethod
+    def from_spec(cls, arg: str, *, batch_size: int = DEFAULT_BATCH_SIZE, **_: object) -> ScriptedModel:
+        """``mock`` (the default script) or ``mock:SCRIPT.yaml``."""
+        return cls(arg or None, batch_size=batch_size)
+
+    def info(self) -> ModelInfo:
+        return ModelInfo(
+            spec=self.spec,
+            kind="mock",
+            name=str(self.script.get("name", "mock")),
+            hash=sha256_json(self.script),
+            capabilities=sorted(self.capabilities),
+        )
+
+    def _loglikelihood_batch(self, batch: list[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
+        self.calls["loglikelihood"] += len(batch)
+        self.batches.append(("loglikelihood", len(batch)))
+        table = self.script.get("loglikelihood", {})
+        out = []
+        for r in batch:
+            text = r.context + r.continuation
+            if r.continuation in table:
+                lp = float(table[r.continuation])
+            elif text in table:
+                lp = float(table[text])
+            else:
+                lp = _default_logprob(r.continuation)
+            out.append(LoglikelihoodResult(logprob=lp, is_greedy=False, n_tokens=_n_words(r.continuation)))
+        return out
+
+    def _generate_batch(self, batch: list[GenerateRequest]) -> list[GenerationResult]:
+        self.calls["generate"] += len(batch)
+        self.batches.append(("generate", len(batch)))
+        out = []
+        for r in batch:
+            text = self._respond(r)
+            words = text.split(" ")
+            truncated = len(words) > r.max_new_tokens
+            text = " ".join(words[: r.max_new_tokens])
+            text, stopped = apply_stop(text, r.stop)
+            reason = "length" if truncated and not stopped else "stop"
+            out.append(GenerationResult(text=text, n_tokens=_n_words(text), finish_reason=reason))
+        return out
+
+    def _respond(self, r: GenerateRequest) -> str:
+        for rule in self.script.get("generate", []):
+            if str(rule.get("match", "")) in r.prompt:
+                if "responses" in rule:
+                    options = list(rule["responses"])
+                    pick = r.sample_index if r.greedy else _stable_int(f"{r.seed}|{r.sample_index}|{r.prompt}")
+                    return str(options[pick % len(options)])
+                return str(rule.get("response", ""))
+        return str(self.script.get("default_response", " and then the story went on."))
+
+
+def _read_script(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInputError(f"mock script not found: {path}") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise BadInputError(f"mock script {path} is not readable YAML: {exc}".splitlines()[0]) from None
+    if not isinstance(data, dict):
+        raise BadInputError(f"mock script {path} must be a mapping")
+    return data
+
+
+def _stable_int(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
+
+
+def _n_words(text: str) -> int:
+    return max(1, len(text.split()))
+
+
+def _default_logprob(text: str) -> float:
+    jitter = (_stable_int(text) % 10_000) / 10_000  # in [0, 1)
+    return -2.5 * _n_words(text) - jitter

@@ -1,0 +1,131 @@
+"""The probe base class and the small types around it.
+
+A probe kind declares, as class attributes, what it needs from a model (``needs``), its options
+(``Options``, a pydantic model), and the metrics it computes (``metrics``). Its constructor only
+stores the spec and options (scikit-learn's rule). The work is split so that scoring can be tested
+without any model and the runner can batch and cache requests across probes:
+
+``load(ctx)`` -> :class:`LoadedData`  (reads the dataset; bad data raises ``DataError``)
+``check(ctx)``                         (raise :class:`ProbeSkipped` when it can't run here)
+``requests(data, ctx)`` -> list of model requests
+``score(data, results, ctx)`` -> :class:`ProbeOutput` (one row per unit, and samples)
+
+The engine turns ``ProbeOutput.units`` into metric values with bootstrap intervals, using the
+``metrics`` declarations; probes never compute intervals themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from trustslm.errors import TrustSLMError
+from trustslm.models.base import Request, Result
+from trustslm.report.types import DatasetRecord, ScorerInfo
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from trustslm.registry import Registry
+    from trustslm.specs import ProbeSpec
+
+
+class ProbeSkipped(TrustSLMError):
+    """Raised by a probe that can't run on this model or machine; the reason goes in the report."""
+
+
+class ProbeOptions(BaseModel):
+    """Base of every probe kind's options: unknown options are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class MetricDef:
+    """How one metric is computed from a probe's unit table.
+
+    ``column`` is averaged over units unless ``statistic`` is given (a function of the unit
+    table). ``by`` adds one breakdown row per value of each named column.
+    """
+
+    name: str
+    column: str
+    higher_is_better: bool | None
+    description: str
+    target: float | None = None
+    by: tuple[str, ...] = ()
+    statistic: Callable[[pd.DataFrame], float] | None = None
+
+
+@dataclass
+class ProbeContext:
+    seed: int
+    limit: int | None
+    capabilities: frozenset[str]
+    registry: Registry
+    progress: bool = True
+
+
+@dataclass
+class LoadedData:
+    items: list[dict[str, Any]]
+    datasets: list[DatasetRecord]
+
+
+@dataclass
+class ProbeOutput:
+    units: pd.DataFrame
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    scorer: ScorerInfo | None = None
+
+
+class Results(Mapping[Request, Result]):
+    """Model results looked up by request."""
+
+    def __init__(self, by_key: Mapping[str, Result]):
+        self._by_key = by_key
+
+    def __getitem__(self, request: Request) -> Result:
+        return self._by_key[request.key()]
+
+    def __iter__(self):
+        raise TypeError("Results is looked up by request, not iterated")
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+
+class Probe:
+    kind: ClassVar[str]
+    needs: ClassVar[frozenset[str]] = frozenset()
+    Options: ClassVar[type[ProbeOptions]] = ProbeOptions
+    metrics: ClassVar[tuple[MetricDef, ...]] = ()
+
+    def __init__(self, spec: ProbeSpec, options: ProbeOptions, *, base_dir: Path | None = None):
+        self.spec = spec
+        self.options = options
+        self.base_dir = base_dir  # where relative data paths are resolved from
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    def load(self, ctx: ProbeContext) -> LoadedData:
+        raise NotImplementedError
+
+    def check(self, ctx: ProbeContext) -> None:
+        """Raise :class:`ProbeSkipped` when the probe can't run (beyond missing capabilities)."""
+
+    def requests(self, data: LoadedData, ctx: ProbeContext) -> list[Request]:
+        raise NotImplementedError
+
+    def score(self, data: LoadedData, results: Results, ctx: ProbeContext) -> ProbeOutput:
+        raise NotImplementedError
+
+
+def limit_items(items: list[dict[str, Any]], limit: int | None) -> list[dict[str, Any]]:
+    return items if limit is None else items[:limit]

@@ -1,0 +1,128 @@
+"""The report as one self-contained HTML file: inline CSS and SVG, no scripts, no network.
+Every string from the model, the data or the user is escaped."""
+
+from __future__ import annotations
+
+from html import escape
+
+from trustslm.report.format import direction, fmt, interval
+from trustslm.report.types import DIMENSIONS, TrustReport
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#1d232a;padding:0 1rem}
+h1{font-size:1.6rem}h2{margin-top:2rem;border-bottom:1px solid #dde;padding-bottom:.3rem}
+table{border-collapse:collapse;margin:.5rem 0 1rem}td,th{border:1px solid #dde;padding:.25rem .6rem;text-align:left;font-size:.9rem}
+th{background:#f3f5f8}.muted{color:#667}.pass{color:#11702f;font-weight:600}.fail{color:#b3261e;font-weight:600}
+.skipped{color:#8a5a00}.error{color:#b3261e}code{background:#f3f5f8;padding:0 .2rem}
+"""
+
+
+def _bar_chart(report: TrustReport) -> str:
+    rows = list(DIMENSIONS) + ["overall"]
+    left, width, row_h = 120, 520, 28
+    height = row_h * len(rows) + 30
+    parts = [f'<svg role="img" aria-label="dimension scores" width="{left + width + 120}" height="{height}" '
+             f'xmlns="http://www.w3.org/2000/svg" font-size="13" font-family="sans-serif">']
+    for tick in range(0, 101, 20):
+        x = left + width * tick / 100
+        parts.append(f'<line x1="{x}" y1="5" x2="{x}" y2="{height - 22}" stroke="#e3e6ea"/>')
+        parts.append(f'<text x="{x}" y="{height - 6}" text-anchor="middle" fill="#667">{tick}</text>')
+    for i, name in enumerate(rows):
+        y = 8 + i * row_h
+        if name == "overall":
+            o = report.overall
+            score, lo, hi = o.score, o.ci_low, o.ci_high
+        else:
+            d = report.dimensions[name]
+            score, lo, hi = d.score, d.ci_low, d.ci_high
+        parts.append(f'<text x="{left - 8}" y="{y + 15}" text-anchor="end">{escape(name)}</text>')
+        if score is None:
+            parts.append(f'<text x="{left + 6}" y="{y + 15}" fill="#889">not measured</text>')
+            continue
+        colour = "#2f6fdb" if name != "overall" else "#1d232a"
+        parts.append(f'<rect class="score-bar" x="{left}" y="{y + 3}" width="{width * score / 100:.1f}" '
+                     f'height="16" fill="{colour}" opacity="0.8"><title>{escape(name)}: {score:.1f}</title></rect>')
+        if lo is not None and hi is not None:
+            x1, x2 = left + width * lo / 100, left + width * hi / 100
+            parts.append(f'<line x1="{x1:.1f}" y1="{y + 11}" x2="{x2:.1f}" y2="{y + 11}" stroke="#111" stroke-width="2"/>')
+            for x in (x1, x2):
+                parts.append(f'<line x1="{x:.1f}" y1="{y + 5}" x2="{x:.1f}" y2="{y + 17}" stroke="#111" stroke-width="2"/>')
+        parts.append(f'<text x="{left + width + 8}" y="{y + 15}">{score:.1f}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def render_fragment(report: TrustReport) -> str:
+    """Scores and metrics as HTML without a page around them (Jupyter's ``_repr_html_``)."""
+    out = [_bar_chart(report), "<table><tr><th>dimension</th><th>score</th><th>95% interval</th><th>probes</th></tr>"]
+    for dim in DIMENSIONS:
+        d = report.dimensions[dim]
+        if d.score is None:
+            out.append(f"<tr><td>{dim}</td><td class=muted>not measured</td><td></td><td></td></tr>")
+        else:
+            links = ", ".join(f'<a href="#{escape(p)}">{escape(p)}</a>' for p in d.probes)
+            out.append(f"<tr><td>{dim}</td><td>{d.score:.1f}</td><td>[{d.ci_low:.1f}, {d.ci_high:.1f}]</td><td>{links}</td></tr>")
+    out.append("</table>")
+    return "".join(out)
+
+
+def render_html(report: TrustReport) -> str:
+    m = report.model
+    title = f"Trust report: {m.name}"
+    body = [f"<h1>{escape(title)}</h1>",
+            f'<p class=muted>model <code>{escape(m.spec)}</code> · {escape(m.kind)}'
+            f'{f" · {m.parameters:,} parameters" if m.parameters else ""} · hash <code>{escape(m.hash[:16])}</code>'
+            f" · trustslm {escape(report.trustslm_version)} · seed {report.run.seed} · "
+            f"{report.run.wall_time_s:.1f} s</p>",
+            "<h2>Scores</h2>", render_fragment(report)]
+    o = report.overall
+    if o.score is not None:
+        body.append(f"<p>Overall {o.score:.1f} [{o.ci_low:.1f}, {o.ci_high:.1f}] over "
+                    f"{escape(', '.join(o.dimensions_measured))}; not measured: "
+                    f"{escape(', '.join(o.dimensions_not_measured)) or 'none'}.</p>")
+    s = report.scoring
+    body.append(f"<p class=muted>{escape(s.probe_aggregation)}; {escape(s.dimension_aggregation)}; "
+                f"{escape(s.overall_aggregation)}. Normaliser: {escape(s.normaliser)}. "
+                f"Intervals: {escape(s.interval)}, {s.bootstrap_resamples} resamples.</p>")
+    g = report.gate
+    if g.rules or g.policy:
+        verdict = '<span class=pass>PASSED</span>' if g.passed else '<span class=fail>FAILED</span>'
+        body.append(f"<h2>Gate</h2><p>{verdict} · policy <code>{escape(str(g.policy))}</code></p>")
+        body.append("<table><tr><th>rule</th><th>result</th><th>detail</th></tr>")
+        for r in g.rules:
+            res = '<span class=pass>pass</span>' if r.passed else '<span class=fail>FAIL</span>'
+            body.append(f"<tr><td>{escape(r.rule)}</td><td>{res}</td><td>{escape(r.reason)}</td></tr>")
+        body.append("</table>")
+    body.append("<h2>Probes</h2>")
+    for r in report.results:
+        body.append(f'<h3 id="{escape(r.probe_id)}">{escape(r.probe_id)} <span class=muted>v{escape(r.version)} · {r.dimension}</span></h3>')
+        if r.card:
+            body.append(f"<p>{escape(r.card.summary)}</p><p class=muted>card: <code>{escape(r.card.path)}</code></p>")
+        if r.status != "ok":
+            body.append(f'<p class="{r.status}">{r.status}: {escape(str(r.reason))}</p>')
+            continue
+        if r.score:
+            body.append(f"<p>Probe score {r.score.score:.1f} [{r.score.ci_low:.1f}, {r.score.ci_high:.1f}]</p>")
+        body.append("<table><tr><th>metric</th><th>group</th><th>value</th><th>95% interval</th><th>n</th><th>direction</th><th>score</th></tr>")
+        for mt in r.metrics:
+            body.append(
+                f"<tr><td title=\"{escape(mt.description)}\">{escape(mt.name)}</td><td>{escape(mt.group or 'all')}</td>"
+                f"<td>{fmt(mt.value)}</td><td>{interval(mt.ci_low, mt.ci_high)}</td><td>{mt.n}</td>"
+                f"<td>{escape(direction(mt))}</td><td>{fmt(mt.score, 1) if mt.score is not None else ''}</td></tr>"
+            )
+        body.append("</table><ul>")
+        for ds in r.datasets:
+            body.append(f"<li>data <code>{escape(ds.path)}</code> ({escape(ds.format)}, {ds.n_used} of {ds.n_items} items, "
+                        f"sha256 <code>{escape(ds.sha256[:16])}</code>)</li>")
+        if r.scorer:
+            body.append(f"<li>scorer {escape(r.scorer.name)} {escape(r.scorer.version)}</li>")
+        body.append(f"<li>{r.n_samples} samples in <code>samples.jsonl</code> (probe_id {escape(r.probe_id)}); "
+                    f"{r.n_requests} model requests; {r.wall_time_s:.1f} s</li></ul>")
+    body.append("<h2>Provenance</h2><table><tr><th>file</th><th>sha256</th><th>bytes</th></tr>")
+    for f in m.files:
+        body.append(f"<tr><td>{escape(f.path)}</td><td><code>{escape(f.sha256)}</code></td><td>{f.size:,}</td></tr>")
+    if m.source:
+        body.append(f"<tr><td>source: {escape(m.source.path)}</td><td><code>{escape(m.source.sha256)}</code></td><td>{m.source.size:,}</td></tr>")
+    body.append("</table>")
+    return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{escape(title)}</title>"
+            f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n")

@@ -1,0 +1,233 @@
+"""One audit, start to finish: plan the probes, load their data, load the model, run every
+request once, score, aggregate, gate. :func:`trustslm.api.audit` is the public entry point.
+
+Bad input (unknown probes, bad options, unreadable data, a bad policy) is detected before the
+model is loaded, so it fails fast with exit code 2. A probe whose needs the model can't meet is
+recorded as skipped; a probe that fails while scoring is recorded as an error and the others
+still produce their results.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from trustslm._version import __version__
+from trustslm.config import Overrides, build_options
+from trustslm.errors import BadInputError
+from trustslm.gate.policy import Policy, evaluate
+from trustslm.hashing import sha256_json
+from trustslm.models.base import ModelAdapter
+from trustslm.probes.base import LoadedData, Probe, ProbeContext, ProbeSkipped, Results
+from trustslm.registry import Registry, unknown_name_error
+from trustslm.report.types import (
+    CardRef,
+    Environment,
+    GateResult,
+    ProbeResult,
+    RunInfo,
+    TrustReport,
+)
+from trustslm.runner.cache import RequestCache
+from trustslm.runner.execute import execute
+from trustslm.scoring.aggregate import Scored, aggregate, normalise, scoring_info, weighted_mean
+from trustslm.scoring.metrics import compute_metrics
+
+
+@dataclass
+class PlannedProbe:
+    probe: Probe
+    data: LoadedData | None = None
+    status: str = "ok"
+    reason: str | None = None
+    requests: list = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def plan(
+    registry: Registry,
+    patterns: list[str] | None,
+    *,
+    config: Overrides | None = None,
+    config_dir: Path | None = None,
+    overrides: Overrides | None = None,
+) -> list[PlannedProbe]:
+    """Select probes and build their options; every mistake here is a BadInputError."""
+    specs = registry.select(patterns)
+    config, overrides = config or {}, overrides or {}
+    for source in (config, overrides):
+        for pid in source:
+            if pid not in registry.specs:
+                raise unknown_name_error("probe (in options)", pid, list(registry.specs))
+    planned = []
+    for spec in specs:
+        kind = registry.probe_kind(spec.kind)
+        from_config, from_cli = config.get(spec.id, {}), overrides.get(spec.id, {})
+        unknown_scoring = set(spec.scoring) - {m.name for m in kind.metrics}
+        if unknown_scoring:
+            raise BadInputError(f"probe spec {spec.id} scores unknown metric(s) {sorted(unknown_scoring)}")
+        options = build_options(spec, kind.Options, from_config, from_cli)
+        base_dir = config_dir if "data" in from_config and "data" not in from_cli else None
+        planned.append(PlannedProbe(probe=kind(spec, options, base_dir=base_dir)))
+    return planned
+
+
+def load_data(planned: list[PlannedProbe], ctx: ProbeContext) -> None:
+    for p in planned:
+        start = time.perf_counter()
+        p.data = p.probe.load(ctx)
+        p.seconds += time.perf_counter() - start
+
+
+def environment() -> Environment:
+    def version(dist: str) -> str | None:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return Environment(
+        trustslm=__version__, python=platform.python_version(), platform=platform.platform(),
+        torch=version("torch"), transformers=version("transformers"),
+    )
+
+
+def run(
+    model: ModelAdapter,
+    planned: list[PlannedProbe],
+    *,
+    registry: Registry,
+    seed: int,
+    limit: int | None,
+    patterns: list[str] | None,
+    policy: tuple[Policy, str | None, str | None] | None,
+    cache: RequestCache | None,
+    resume: bool,
+    progress: bool,
+    resamples: int,
+) -> TrustReport:
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+    info = model.info()
+    ctx = ProbeContext(seed=seed, limit=limit, capabilities=model.capabilities, registry=registry,
+                       progress=progress)
+
+    for p in planned:
+        missing = sorted(p.probe.needs - model.capabilities)
+        if missing:
+            p.status, p.reason = "skipped", f"the model can't do what this probe needs: {', '.join(missing)}"
+            continue
+        start = time.perf_counter()
+        try:
+            p.probe.check(ctx)
+            assert p.data is not None
+            p.requests = p.probe.requests(p.data, ctx)
+        except ProbeSkipped as exc:
+            p.status, p.reason = "skipped", str(exc)
+        p.seconds += time.perf_counter() - start
+
+    active = [p for p in planned if p.status == "ok"]
+    all_requests = [r for p in active for r in p.requests]
+    results, stats = execute(model, all_requests, model_hash=info.hash, cache=cache, resume=resume,
+                             progress=progress)
+    _attribute_model_time(active, stats.seconds)
+
+    probe_results: list[ProbeResult] = []
+    probe_scores: dict[str, tuple[str, Scored]] = {}
+    samples: list[dict[str, Any]] = []
+    for p in planned:
+        result, scored, probe_samples = _score_one(p, Results(results), ctx, resamples)
+        probe_results.append(result)
+        samples.extend(probe_samples)
+        if scored is not None:
+            probe_scores[p.probe.id] = (p.probe.spec.dimension, scored)
+
+    dimensions, overall = aggregate(probe_scores)
+    if policy is not None:
+        pol, path, digest = policy
+        gate = evaluate(pol, dimensions=dimensions, overall=overall, results=probe_results,
+                        path=path, sha256=digest)
+    else:
+        gate = GateResult(passed=True)
+    config = {p.probe.id: {"version": p.probe.spec.version, **p.probe.options.model_dump()} for p in planned}
+    run_info = RunInfo(
+        seed=seed, limit=limit, probes_requested=list(patterns or ["*"]), config=config,
+        config_hash=sha256_json({"config": config, "seed": seed, "limit": limit}),
+        started_at=started_at, wall_time_s=round(time.perf_counter() - t0, 3), resumed=resume,
+        cache_hits=stats.cache_hits, cache_misses=stats.computed,
+    )
+    report = TrustReport(
+        trustslm_version=__version__, environment=environment(), model=info, run=run_info,
+        results=probe_results, dimensions=dimensions, overall=overall,
+        scoring=scoring_info(resamples), gate=gate,
+    )
+    report._samples = samples
+    return report
+
+
+def _attribute_model_time(active: list[PlannedProbe], seconds: dict[str, float]) -> None:
+    """Share each request kind's model time among probes by their number of such requests."""
+    for kind, total in seconds.items():
+        counts = [sum(1 for r in p.requests if r.kind == kind) for p in active]
+        n = sum(counts)
+        for p, c in zip(active, counts):
+            if n:
+                p.seconds += total * c / n
+
+
+def _score_one(p: PlannedProbe, results: Results, ctx: ProbeContext, resamples: int):
+    spec = p.probe.spec
+    base: dict[str, Any] = {
+        "probe_id": spec.id, "kind": spec.kind, "dimension": spec.dimension, "version": spec.version,
+        "options": p.probe.options.model_dump(), "datasets": p.data.datasets if p.data else [],
+        "card": CardRef(path=_card_path(spec.card_path), summary=spec.card_summary()),
+        "n_requests": len(p.requests),
+    }
+    if p.status != "ok":
+        return ProbeResult(status=p.status, reason=p.reason, wall_time_s=round(p.seconds, 3), **base), None, []
+    start = time.perf_counter()
+    try:
+        assert p.data is not None
+        output = p.probe.score(p.data, results, ctx)
+        computed = compute_metrics(output.units, p.probe.metrics, seed=ctx.seed, probe_id=spec.id,
+                                   resamples=resamples)
+        metrics, parts = [], []
+        for c in computed:
+            rule = spec.scoring.get(c.metric.name) if c.metric.group is None else None
+            if rule is not None and c.metric.value is not None and c.replicates is not None:
+                s = normalise(c.metric.value, rule, c.metric.higher_is_better)
+                parts.append((Scored(s, normalise(c.replicates, rule, c.metric.higher_is_better)), rule.weight))
+                metrics.append(c.metric.model_copy(update={"score": round(s, 4)}))
+            else:
+                metrics.append(c.metric)
+        scored = weighted_mean(parts) if parts else None
+    except Exception as exc:  # a probe's failure must not lose the other probes' results
+        p.seconds += time.perf_counter() - start
+        first = (str(exc).strip().splitlines() or [""])[0]
+        reason = f"{type(exc).__name__}: {first}"
+        if ctx.progress:
+            traceback.print_exc(file=sys.stderr)
+        return ProbeResult(status="error", reason=reason, wall_time_s=round(p.seconds, 3), **base), None, []
+    p.seconds += time.perf_counter() - start
+    result = ProbeResult(
+        status="ok", metrics=metrics, score=scored.to_value() if scored else None,
+        scorer=output.scorer, n_samples=len(output.samples), wall_time_s=round(p.seconds, 3), **base,
+    )
+    samples = [{"probe_id": spec.id, **s} for s in output.samples]
+    return result, scored, samples
+
+
+def _card_path(path: str) -> str:
+    """The card's path relative to its provider folder's parent, e.g. ``probes/fairness/...``."""
+    parts = Path(path).parts
+    if "probes" in parts:
+        i = len(parts) - 1 - parts[::-1].index("probes")
+        return "/".join(parts[i:])
+    return path

@@ -1,0 +1,1 @@
+"""Text scorers (toxicity first): plugins with one batched interface."""

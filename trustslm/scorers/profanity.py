@@ -1,0 +1,68 @@
+"""The offline default toxicity scorer: ``alt-profanity-check`` (MIT), a linear SVM over word
+n-grams, calibrated, trained on human-labelled offensive text. It ships its weights, so it works
+on a machine with no network.
+
+Measured on the 2,396 Perspective-labelled RealToxicityPrompts prompts of DecodingTrust (toxicity
+>= 0.5 as the label): AUROC 0.948 (ENVIRONMENT.md; ``trustslm scorers check`` will reproduce it).
+Limits: it sees words, not meaning; implicit or polite hostility scores low.
+
+Its weights are joblib (pickle) files installed by the package; loading them runs no code from
+the audited model, only from a package the user installed (see SECURITY.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib import metadata
+from importlib.util import find_spec
+from pathlib import Path
+
+from trustslm.errors import ScorerUnavailableError
+from trustslm.hashing import sha256_file
+from trustslm.report.types import ScorerInfo
+from trustslm.scorers.base import Scorer
+
+_HOW = "install it with: pip install 'trustslm[toxicity]' (or alt-profanity-check)"
+
+
+class ProfanityCheckScorer(Scorer):
+    name = "profanity-check"
+
+    def __init__(self, arg: str = ""):
+        super().__init__(arg)
+        self._predict = None
+
+    def unavailable(self) -> str | None:
+        return None if find_spec("profanity_check") is not None else f"alt-profanity-check is not installed; {_HOW}"
+
+    def load(self) -> None:
+        if self._predict is not None:
+            return
+        why = self.unavailable()
+        if why:
+            raise ScorerUnavailableError(f"scorer {self.name}: {why}")
+        from profanity_check import predict_prob
+
+        self._predict = predict_prob
+
+    def score(self, texts: Sequence[str]) -> list[float]:
+        self.load()
+        if not texts:
+            return []
+        return [float(p) for p in self._predict(list(texts))]  # type: ignore[misc]
+
+    def info(self) -> ScorerInfo:
+        spec = find_spec("profanity_check")
+        weights = {}
+        if spec is not None and spec.submodule_search_locations:
+            data = Path(list(spec.submodule_search_locations)[0]) / "data"
+            for f in sorted(data.glob("*.joblib")):
+                weights[f.name] = sha256_file(f)
+        try:
+            version = metadata.version("alt-profanity-check")
+        except metadata.PackageNotFoundError:
+            version = "unknown"
+        return ScorerInfo(
+            name=self.name, version=version, weights_sha256=weights,
+            detail="alt-profanity-check predict_prob: linear SVM on word n-grams, calibrated",
+        )

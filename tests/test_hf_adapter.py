@@ -109,3 +109,9 @@ def test_audit_of_a_tiny_model_records_provenance(tiny_llama, tmp_path):
     assert {"config.json", "tokenizer.json", "tokenizer_config.json"} <= set(files)
     assert report.model.kind == "hf" and report.model.parameters > 1000
     assert report.model.chat_template is True
+
+
+def test_model_kind_prefix(tiny_gpt2):
+    adapter = load_model(f"hf:{tiny_gpt2}")
+    assert adapter.info().kind == "hf"
+    assert load_model("mock").info().kind == "mock"

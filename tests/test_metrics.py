@@ -11,6 +11,7 @@ import trustslm
 from trustslm.models.mock import ScriptedModel
 from trustslm.probes.base import MetricDef
 from trustslm.registry import Registry
+from trustslm.scorers.base import Scorer
 from trustslm.scoring.aggregate import normalise
 from trustslm.scoring.metrics import compute_metrics
 from trustslm.specs import ScoringRule
@@ -48,16 +49,14 @@ def test_stereotype_pairs_hand_computed(tmp_path):
     assert report.dimensions["fairness"].score == pytest.approx(100.0)
 
 
-class ListScorer:
+class ListScorer(Scorer):
     """A scorer that gives scripted toxicity per text."""
 
     name = "scripted"
 
     def __init__(self, arg: str = ""):
+        super().__init__(arg)
         self.table = {"nice": 0.1, "mean": 0.7, "meh": 0.4, "awful": 0.95}
-
-    def unavailable(self):
-        return None
 
     def load(self):
         pass

@@ -71,3 +71,16 @@ def test_cli_audit_of_the_demo_by_name(tmp_path, smollm2):
     assert "SmolLM2-135M-Instruct" in proc.stdout
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["model"]["source"]["path"].endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def test_a_gguf_file_loads_directly_and_agrees_with_its_conversion(smollm2):
+    from trustslm.models.demo import locate_demo_gguf
+    from trustslm.models.resolve import load_model
+
+    gguf = locate_demo_gguf()
+    direct = load_model(str(gguf))
+    info = direct.info()
+    assert info.kind == "gguf" and [f.path for f in info.files] == [gguf.name]
+    assert info.files[0].sha256 == smollm2.info().source.sha256
+    req = [LoglikelihoodRequest("The capital of France is", " Paris.")]
+    assert direct.loglikelihood(req)[0].logprob == pytest.approx(smollm2.loglikelihood(req)[0].logprob, abs=1e-3)

@@ -71,19 +71,17 @@ class ContinuationToxicityProbe(Probe):
         path = resolve_data_path(self.options.data, base_dir=self.base_dir)
         items, fmt = load_prompts(path, self.options.format)
         used = limit_items(items, ctx.limit)
+        self._scorer = self._load_scorer(ctx)
         return LoadedData(items=used, datasets=[dataset_record(path.stem, path, fmt, len(items), len(used))])
 
-    def check(self, ctx: ProbeContext) -> None:
+    def _load_scorer(self, ctx: ProbeContext) -> Scorer:
+        """A named scorer that can't load is bad input; ``auto`` with none available skips."""
         from trustslm.errors import ScorerUnavailableError
 
         try:
-            scorer = make_scorer(self.options.scorer, ctx.registry)
+            return make_scorer(self.options.scorer, ctx.registry)
         except ScorerUnavailableError as exc:
             raise ProbeSkipped(str(exc)) from None
-        why = scorer.unavailable()
-        if why:
-            raise ProbeSkipped(f"scorer {self.options.scorer}: {why}")
-        self._scorer = scorer
 
     def _request(self, prompt: str, j: int, ctx: ProbeContext) -> GenerateRequest:
         o = self.options
@@ -96,10 +94,7 @@ class ContinuationToxicityProbe(Probe):
         return [self._request(item["prompt"], j, ctx) for item in data.items for j in range(self.options.k)]
 
     def score(self, data: LoadedData, results: Results, ctx: ProbeContext) -> ProbeOutput:
-        if self._scorer is None:
-            self.check(ctx)
-        scorer = self._scorer
-        assert scorer is not None
+        scorer = self._scorer if self._scorer is not None else self._load_scorer(ctx)
         texts = [[results[self._request(item["prompt"], j, ctx)].text for j in range(self.options.k)]
                  for item in data.items]
         flat = [t for group in texts for t in group]
@@ -119,4 +114,7 @@ class ContinuationToxicityProbe(Probe):
                                 "continuation": text, "toxicity": t})
         import pandas as pd
 
-        return ProbeOutput(units=pd.DataFrame(rows), samples=samples, scorer=scorer.info())
+        info = scorer.info()
+        if scorer.fallback:
+            info = info.model_copy(update={"detail": f"{info.detail} (chosen by 'auto'; {scorer.fallback})"})
+        return ProbeOutput(units=pd.DataFrame(rows), samples=samples, scorer=info)

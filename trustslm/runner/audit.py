@@ -80,9 +80,14 @@ def plan(
 
 
 def load_data(planned: list[PlannedProbe], ctx: ProbeContext) -> None:
+    """Read every probe's data (and what it needs besides the model); a probe that can't run
+    here is marked skipped, bad data raises."""
     for p in planned:
         start = time.perf_counter()
-        p.data = p.probe.load(ctx)
+        try:
+            p.data = p.probe.load(ctx)
+        except ProbeSkipped as exc:
+            p.status, p.reason = "skipped", str(exc)
         p.seconds += time.perf_counter() - start
 
 
@@ -120,6 +125,8 @@ def run(
                        progress=progress)
 
     for p in planned:
+        if p.status != "ok":
+            continue
         missing = sorted(p.probe.needs - model.capabilities)
         if missing:
             p.status, p.reason = "skipped", f"the model can't do what this probe needs: {', '.join(missing)}"

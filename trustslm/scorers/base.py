@@ -23,6 +23,8 @@ class Scorer(ABC):
 
     def __init__(self, arg: str = ""):
         self.arg = arg
+        #: Set by ``auto``: why the scorers tried before this one were not used.
+        self.fallback = ""
 
     def unavailable(self) -> str | None:
         """Why this scorer can't load here (None when it can). Must be cheap."""
@@ -46,17 +48,37 @@ AUTO_ORDER = ("detoxify", "profanity-check")
 
 
 def make_scorer(spec: str, registry: Registry) -> Scorer:
-    """Build (not load) the scorer a probe option names; ``auto`` picks the first available."""
-    if spec == "auto":
-        reasons = []
-        for name in AUTO_ORDER:
-            scorer = registry.scorer(name)()
-            why = scorer.unavailable()
-            if why is None:
-                return scorer
-            reasons.append(f"{name}: {why}")
-        from trustslm.errors import ScorerUnavailableError
+    """Build and load the scorer a probe option names.
 
-        raise ScorerUnavailableError("no toxicity scorer is available (" + "; ".join(reasons) + ")")
-    name, _, arg = spec.partition(":")
-    return registry.scorer(name)(arg)
+    A named scorer that can't load is bad input (:class:`BadInputError`, exit 2) whose message
+    says how to supply it. ``auto`` takes the first of :data:`AUTO_ORDER` that loads, and records
+    in the scorer's ``fallback`` why the ones before it did not; if none loads it raises
+    :class:`ScorerUnavailableError` with every reason.
+    """
+    from trustslm.errors import BadInputError, ScorerUnavailableError
+
+    if spec != "auto":
+        name, _, arg = spec.partition(":")
+        scorer = registry.scorer(name)(arg)
+        why = scorer.unavailable()
+        try:
+            if why:
+                raise ScorerUnavailableError(f"scorer {spec}: {why}")
+            scorer.load()
+        except ScorerUnavailableError as exc:
+            raise BadInputError(str(exc)) from None
+        return scorer
+    reasons = []
+    for name in AUTO_ORDER:
+        scorer = registry.scorer(name)()
+        why = scorer.unavailable()
+        if why is None:
+            try:
+                scorer.load()
+            except ScorerUnavailableError as exc:
+                why = str(exc)
+        if why is None:
+            scorer.fallback = "; ".join(reasons)
+            return scorer
+        reasons.append(f"{name} not used: {why}")
+    raise ScorerUnavailableError("no toxicity scorer is available (" + "; ".join(reasons) + ")")

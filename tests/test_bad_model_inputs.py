@@ -10,7 +10,6 @@ import struct
 from pathlib import Path
 
 import pytest
-
 from conftest import assert_one_line_error, run_cli
 
 QUICK = ["--probes", "bias.stereotype_pairs", "--limit", "2", "--no-progress"]

@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import pytest
+from conftest import assert_one_line_error, run_cli
 
 import trustslm
 from trustslm.models.mock import ScriptedModel
-from conftest import assert_one_line_error, run_cli
 
 QUICK = {"toxicity.continuation": {"k": 2}}
 

@@ -171,6 +171,7 @@ def test_crows_pairs_csv_keeps_newlines_inside_quoted_fields(tmp_path):
 
 def test_shared_crows_pairs_copy_loads_whole(tmp_path):
     from conftest import SHARED_DATASETS
+
     from trustslm.data.pairs import load_pairs
 
     path = SHARED_DATASETS / "crows_pairs" / "crows_pairs_anonymized.csv"

@@ -7,11 +7,11 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
 import trustslm
 from trustslm.errors import BadInputError, UnknownNameError
 from trustslm.registry import Registry
-from conftest import run_cli
 
 PLUGIN_DIR = Path(__file__).parent / "fake_plugin"
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from importlib.metadata import EntryPoint, entry_points
 
+from conftest import assert_one_line_error, run_cli
+
 import trustslm
 from trustslm.models.base import GenerateRequest, LoglikelihoodRequest
 from trustslm.models.mock import ScriptedModel
 from trustslm.registry import Registry
 from trustslm.runner.execute import execute
 from trustslm.scorers.base import Scorer
-from conftest import assert_one_line_error, run_cli
 
 
 class NeverScorer(Scorer):

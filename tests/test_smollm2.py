@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import SHARED_DATASETS, run_cli
 
 import trustslm
 from trustslm.models.base import GenerateRequest, LoglikelihoodRequest
-from conftest import SHARED_DATASETS, run_cli
 
 pytestmark = pytest.mark.slow
 

@@ -1,3 +1,5 @@
-from trustslm.cli.main import main
 import sys
+
+from trustslm.cli.main import main
+
 sys.exit(main())

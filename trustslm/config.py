@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from trustslm.errors import BadInputError
 from trustslm.probes.base import ProbeOptions
 from trustslm.specs import ProbeSpec
+from trustslm.textfiles import first_validation_error, read_yaml_mapping
 
 Overrides = dict[str, dict[str, Any]]
 
@@ -46,14 +47,8 @@ def parse_set(items: list[str] | None) -> Overrides:
 def load_config(path: str | Path) -> tuple[Overrides, Path]:
     """The options in a config file and the folder relative paths in it are read from."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BadInputError(f"config file not found: {path}") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise BadInputError(f"config {path} is not readable YAML: {str(exc).splitlines()[0]}") from None
-    data = data or {}
-    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+    data = read_yaml_mapping(path, "config", empty_ok=True)
+    if not all(isinstance(v, dict) for v in data.values()):
         raise BadInputError(f"config {path} must map probe ids to mappings of options")
     return {str(k): dict(v) for k, v in data.items()}, path.resolve().parent
 
@@ -65,9 +60,8 @@ def build_options(spec: ProbeSpec, options_cls: type[ProbeOptions], *layers: dic
     try:
         return options_cls.model_validate(merged)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"])
-        if err["type"] == "extra_forbidden":
+        loc, msg, kind = first_validation_error(exc)
+        if kind == "extra_forbidden":
             known = ", ".join(sorted(options_cls.model_fields))
             raise BadInputError(f"{spec.id}: unknown option {loc!r} (options: {known})") from None
-        raise BadInputError(f"{spec.id}.{loc}: {err['msg']}") from None
+        raise BadInputError(f"{spec.id}.{loc}: {msg}") from None

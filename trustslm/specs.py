@@ -20,11 +20,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from trustslm.errors import BadInputError
 from trustslm.report.types import Dimension
+from trustslm.textfiles import first_validation_error, read_yaml_mapping
 
 PROBE_ID_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
 
@@ -71,18 +71,12 @@ class ProbeSpec(BaseModel):
 
 
 def load_spec_file(path: Path, *, provider: str) -> ProbeSpec:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise BadInputError(f"probe spec {path} is not readable YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise BadInputError(f"probe spec {path} must be a mapping")
+    data = read_yaml_mapping(path, "probe spec")
     card = path.parent / "README.md"
     try:
         return ProbeSpec.model_validate(
             {**data, "spec_path": str(path), "card_path": str(card), "provider": provider}
         )
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"])
-        raise BadInputError(f"probe spec {path}: {loc}: {first['msg']}") from None
+        loc, msg, _ = first_validation_error(exc)
+        raise BadInputError(f"probe spec {path}: {loc}: {msg}") from None

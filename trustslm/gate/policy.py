@@ -21,12 +21,18 @@ import re
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from trustslm.errors import PolicyError
 from trustslm.hashing import sha256_file
-from trustslm.report.types import DIMENSIONS, GateResult, GateRuleResult, ProbeResult, TrustReport
+from trustslm.report.types import (
+    DIMENSIONS,
+    GateResult,
+    GateRuleResult,
+    ProbeResult,
+    TrustReport,
+)
+from trustslm.textfiles import first_validation_error, read_yaml_mapping
 
 _METRIC_REF = re.compile(r"^(?P<probe>[a-z][a-z0-9_.]*)\.(?P<metric>[a-z][a-z0-9_]*)(\[(?P<group>[^\]]+)\])?$")
 
@@ -64,24 +70,13 @@ class Policy(BaseModel):
 def load_policy(path: str | Path) -> tuple[Policy, str]:
     """The policy in ``path`` and the file's sha256; any problem is a one-line PolicyError."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PolicyError(f"policy file not found: {path}") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise PolicyError(f"policy {path} is not readable YAML: {str(exc).splitlines()[0]}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise PolicyError(f"policy {path} must be a mapping")
+    data = read_yaml_mapping(path, "policy", PolicyError, empty_ok=True)
     try:
         policy = Policy.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"])
-        if err["type"] == "extra_forbidden":
+        loc, msg, kind = first_validation_error(exc)
+        if kind == "extra_forbidden":
             raise PolicyError(f"policy {path}: unknown key {loc!r}") from None
-        msg = err["msg"].removeprefix("Value error, ")
         raise PolicyError(f"policy {path}: {loc + ': ' if loc else ''}{msg}") from None
     return policy, sha256_file(path)
 

@@ -19,8 +19,8 @@ from typing import Any
 
 from trustslm.errors import ModelFormatError
 from trustslm.models.base import (
-    DEFAULT_BATCH_SIZE,
     CHAT_TEMPLATE,
+    DEFAULT_BATCH_SIZE,
     GENERATE,
     LOGLIKELIHOOD,
     GenerateRequest,
@@ -277,7 +277,11 @@ class PerRowSampler:
 
     def __init__(self, requests: Sequence[GenerateRequest]):
         import torch
-        from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+        from transformers import (
+            TemperatureLogitsWarper,
+            TopKLogitsWarper,
+            TopPLogitsWarper,
+        )
 
         self.generators: list[Any] = []
         groups: dict[tuple, list[int]] = {}

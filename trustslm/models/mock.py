@@ -23,8 +23,6 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from trustslm.errors import BadInputError
 from trustslm.hashing import sha256_json
 from trustslm.models.base import (
@@ -39,6 +37,7 @@ from trustslm.models.base import (
     apply_stop,
 )
 from trustslm.report.types import ModelInfo
+from trustslm.textfiles import read_yaml_mapping
 
 _ALLOWED_KEYS = {"name", "capabilities", "loglikelihood", "generate", "default_response"}
 
@@ -50,7 +49,7 @@ class ScriptedModel(ModelAdapter):
         self.spec = "mock"
         if isinstance(script, (str, Path)):
             self.spec = f"mock:{script}"
-            script = _read_script(Path(script))
+            script = read_yaml_mapping(script, "mock script")
         self.script: dict[str, Any] = dict(script or {})
         unknown = set(self.script) - _ALLOWED_KEYS
         if unknown:
@@ -114,18 +113,6 @@ class ScriptedModel(ModelAdapter):
                     return str(options[r.sample_index % len(options)])
                 return str(rule.get("response", ""))
         return str(self.script.get("default_response", " and then the story went on."))
-
-
-def _read_script(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BadInputError(f"mock script not found: {path}") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise BadInputError(f"mock script {path} is not readable YAML: {exc}".splitlines()[0]) from None
-    if not isinstance(data, dict):
-        raise BadInputError(f"mock script {path} must be a mapping")
-    return data
 
 
 def _stable_int(text: str) -> int:

@@ -129,3 +129,19 @@ class Probe:
 
 def limit_items(items: list[dict[str, Any]], limit: int | None) -> list[dict[str, Any]]:
     return items if limit is None else items[:limit]
+
+
+def read_dataset(
+    probe: Probe,
+    loader: Callable[[Path, str], tuple[list[dict[str, Any]], str]],
+    ctx: ProbeContext,
+) -> LoadedData:
+    """Read the file a probe's ``data`` option names (``builtin:NAME`` or a path) with ``loader``
+    (given the path and the ``format`` option), apply ``--limit``, and describe the file."""
+    from trustslm.data.files import dataset_record
+    from trustslm.resources import resolve_data_path
+
+    path = resolve_data_path(probe.options.data, base_dir=probe.base_dir)  # type: ignore[attr-defined]
+    items, fmt = loader(path, probe.options.format)  # type: ignore[attr-defined]
+    used = limit_items(items, ctx.limit)
+    return LoadedData(items=used, datasets=[dataset_record(path.stem, path, fmt, len(items), len(used))])

@@ -14,7 +14,6 @@ from typing import Literal
 
 from pydantic import Field
 
-from trustslm.data.files import dataset_record
 from trustslm.data.prompts import load_prompts
 from trustslm.models.base import CHAT_TEMPLATE, GENERATE, GenerateRequest
 from trustslm.probes.base import (
@@ -26,9 +25,8 @@ from trustslm.probes.base import (
     ProbeOutput,
     ProbeSkipped,
     Results,
-    limit_items,
+    read_dataset,
 )
-from trustslm.resources import resolve_data_path
 from trustslm.scorers.base import Scorer, make_scorer
 
 
@@ -68,11 +66,9 @@ class ContinuationToxicityProbe(Probe):
     _scorer: Scorer | None = None
 
     def load(self, ctx: ProbeContext) -> LoadedData:
-        path = resolve_data_path(self.options.data, base_dir=self.base_dir)
-        items, fmt = load_prompts(path, self.options.format)
-        used = limit_items(items, ctx.limit)
+        data = read_dataset(self, load_prompts, ctx)
         self._scorer = self._load_scorer(ctx)
-        return LoadedData(items=used, datasets=[dataset_record(path.stem, path, fmt, len(items), len(used))])
+        return data
 
     def _load_scorer(self, ctx: ProbeContext) -> Scorer:
         """A named scorer that can't load is bad input; ``auto`` with none available skips."""

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-
-from trustslm.data.files import dataset_record
 from trustslm.data.pairs import load_pairs
 from trustslm.models.base import LOGLIKELIHOOD, LoglikelihoodRequest
 from trustslm.probes.base import (
@@ -25,9 +23,8 @@ from trustslm.probes.base import (
     ProbeOptions,
     ProbeOutput,
     Results,
-    limit_items,
+    read_dataset,
 )
-from trustslm.resources import resolve_data_path
 
 
 class LikelihoodPairsOptions(ProbeOptions):
@@ -52,10 +49,7 @@ class LikelihoodPairsProbe(Probe):
     )
 
     def load(self, ctx: ProbeContext) -> LoadedData:
-        path = resolve_data_path(self.options.data, base_dir=self.base_dir)
-        items, fmt = load_pairs(path, self.options.format)
-        used = limit_items(items, ctx.limit)
-        return LoadedData(items=used, datasets=[dataset_record(path.stem, path, fmt, len(items), len(used))])
+        return read_dataset(self, load_pairs, ctx)
 
     def requests(self, data: LoadedData, ctx: ProbeContext) -> list[LoglikelihoodRequest]:
         out = []

@@ -273,9 +273,10 @@ class TrustReport(_Frozen):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            loc = ".".join(str(x) for x in first["loc"])
-            raise BadInputError(f"{path}: not a valid report at {loc}: {first['msg']}") from None
+            from trustslm.textfiles import first_validation_error
+
+            loc, msg, _ = first_validation_error(exc)
+            raise BadInputError(f"{path}: not a valid report at {loc}: {msg}") from None
 
 
 def json_schema() -> dict[str, Any]:

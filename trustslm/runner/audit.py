@@ -37,7 +37,13 @@ from trustslm.report.types import (
 )
 from trustslm.runner.cache import RequestCache
 from trustslm.runner.execute import execute
-from trustslm.scoring.aggregate import Scored, aggregate, normalise, scoring_info, weighted_mean
+from trustslm.scoring.aggregate import (
+    Scored,
+    aggregate,
+    normalise,
+    scoring_info,
+    weighted_mean,
+)
 from trustslm.scoring.metrics import compute_metrics
 
 

@@ -18,7 +18,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from trustslm.report.types import DIMENSIONS, DimensionScore, OverallScore, ScoreValue, ScoringInfo
+from trustslm.report.types import (
+    DIMENSIONS,
+    DimensionScore,
+    OverallScore,
+    ScoreValue,
+    ScoringInfo,
+)
 from trustslm.scoring import CONFIDENCE
 from trustslm.scoring.metrics import percentile_interval
 from trustslm.specs import ScoringRule

@@ -18,7 +18,6 @@ from trustslm.report.types import Metric
 from trustslm.scoring import CONFIDENCE, DEFAULT_RESAMPLES
 
 
-
 @dataclass
 class ComputedMetric:
     metric: Metric

@@ -83,8 +83,8 @@ class ProbeOutput:
     scorer: ScorerInfo | None = None
 
 
-class Results(Mapping[Request, Result]):
-    """Model results looked up by request."""
+class Results:
+    """Model results, looked up by the request that produced them."""
 
     def __init__(self, by_key: Mapping[str, Result]):
         self._by_key = by_key
@@ -92,11 +92,8 @@ class Results(Mapping[Request, Result]):
     def __getitem__(self, request: Request) -> Result:
         return self._by_key[request.key()]
 
-    def __iter__(self):
-        raise TypeError("Results is looked up by request, not iterated")
-
-    def __len__(self) -> int:
-        return len(self._by_key)
+    def __contains__(self, request: Request) -> bool:
+        return request.key() in self._by_key
 
 
 class Probe:

@@ -73,15 +73,8 @@ def test_resume_of_a_finished_run_computes_nothing(tiny_gpt2, tmp_path):
     assert fresh.run.cache_hits == 0
 
 
-def test_cli_killed_with_sigkill_then_resumed(tiny_gpt2, tmp_path):
-    cache = tmp_path / "cache"
-    env = {**os.environ, "TRUSTSLM_CACHE_DIR": str(cache)}
-    base = [sys.executable, "-m", "trustslm", "audit", str(tiny_gpt2), "--probes", "toxicity.continuation",
-            "--set", "toxicity.continuation.k=10", "--set", "toxicity.continuation.max_new_tokens=8",
-            "--batch-size", "2", "--seed", "3", "--no-progress"]
-    proc = subprocess.Popen(base + ["--out", str(tmp_path / "killed")], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    db = cache / "requests.sqlite"
+def _start_and_wait_for_cached_rows(cmd, env, db: Path, rows: int):
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     stored = 0
     while time.time() < deadline and proc.poll() is None:
@@ -91,10 +84,25 @@ def test_cli_killed_with_sigkill_then_resumed(tiny_gpt2, tmp_path):
                     stored = con.execute("SELECT COUNT(*) FROM results").fetchone()[0]
             except sqlite3.Error:
                 stored = 0
-            if stored >= 40:
+            if stored >= rows:
                 break
         time.sleep(0.05)
-    assert proc.poll() is None, "the audit finished before it could be killed"
+    assert proc.poll() is None, "the audit finished before it could be interrupted"
+    return proc, stored
+
+
+def _cli(model: Path) -> list[str]:
+    return [sys.executable, "-m", "trustslm", "audit", str(model), "--probes", "toxicity.continuation",
+            "--set", "toxicity.continuation.k=10", "--set", "toxicity.continuation.max_new_tokens=8",
+            "--batch-size", "2", "--seed", "3", "--no-progress"]
+
+
+def test_cli_killed_with_sigkill_then_resumed(tiny_gpt2, tmp_path):
+    cache = tmp_path / "cache"
+    env = {**os.environ, "TRUSTSLM_CACHE_DIR": str(cache)}
+    base = _cli(tiny_gpt2)
+    proc, stored = _start_and_wait_for_cached_rows(base + ["--out", str(tmp_path / "killed")], env,
+                                                   cache / "requests.sqlite", 40)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (tmp_path / "killed" / "report.json").exists()
@@ -112,3 +120,15 @@ def test_cli_killed_with_sigkill_then_resumed(tiny_gpt2, tmp_path):
     assert r["run"]["cache_hits"] + r["run"]["cache_misses"] == c["run"]["cache_misses"]
     assert comparable(r) == comparable(c)
     assert Path(tmp_path / "resumed" / "samples.jsonl").read_text() == Path(tmp_path / "clean" / "samples.jsonl").read_text()
+
+
+def test_cli_sigterm_exits_130_with_a_one_line_hint(tiny_gpt2, tmp_path):
+    cache = tmp_path / "cache"
+    env = {**os.environ, "TRUSTSLM_CACHE_DIR": str(cache)}
+    proc, _ = _start_and_wait_for_cached_rows(_cli(tiny_gpt2) + ["--out", str(tmp_path / "o")], env,
+                                              cache / "requests.sqlite", 10)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err.strip().splitlines()[-1] == "trustslm: interrupted; finished batches are cached, rerun with --resume"
+    assert "Traceback" not in err

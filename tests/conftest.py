@@ -19,6 +19,9 @@ from trustslm.resources import cache_dir as _cache_dir  # noqa: E402
 REAL_CACHE = Path(os.environ.get("TRUSTSLM_TEST_MODEL_CACHE", str(_cache_dir())))
 SHARED_DATASETS = REPO.parent / "shared" / "datasets"
 
+#: The engine's two original probes (one per request type), for tests about the engine itself.
+ENGINE_PROBES = ["bias.stereotype_pairs", "toxicity.continuation"]
+
 CORPUS = [
     "The cat sat on the mat and looked at the dog.",
     "A quick brown fox jumps over the lazy dog near the river.",
@@ -67,7 +70,7 @@ def build_tokenizer(out_dir: Path, *, chat: bool):
     return fast
 
 
-def build_tiny_model(out_dir: Path, arch: str, *, chat: bool = False, seed: int = 0) -> Path:
+def build_tiny_model(out_dir: Path, arch: str, *, chat: bool = False, seed: int = 0, width: int = 32) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
 
@@ -75,10 +78,10 @@ def build_tiny_model(out_dir: Path, arch: str, *, chat: bool = False, seed: int 
     tok = build_tokenizer(out_dir, chat=chat)
     vocab = len(tok)
     if arch == "gpt2":
-        config = GPT2Config(vocab_size=vocab, n_positions=128, n_embd=32, n_layer=2, n_head=2,
+        config = GPT2Config(vocab_size=vocab, n_positions=128, n_embd=width, n_layer=2, n_head=2,
                             bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
     else:
-        config = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        config = LlamaConfig(vocab_size=vocab, hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2,
                              num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128,
                              bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
     torch.manual_seed(seed)

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import assert_one_line_error, run_cli
+from conftest import ENGINE_PROBES, assert_one_line_error, run_cli
 
 import trustslm
 from trustslm.models.mock import ScriptedModel
@@ -16,7 +16,7 @@ QUICK = {"toxicity.continuation": {"k": 2}}
 
 
 def test_audit_returns_a_typed_report_with_a_frame():
-    report = trustslm.audit("mock", progress=False, limit=6, options=QUICK)
+    report = trustslm.audit("mock", probes=ENGINE_PROBES, progress=False, limit=6, options=QUICK)
     assert isinstance(report, trustslm.TrustReport)
     assert [r.status for r in report.results] == ["ok", "ok"]
     frame = report.to_frame()
@@ -38,7 +38,7 @@ def test_unmeasured_dimensions_say_so_and_carry_no_number():
 
 def test_probe_whose_needs_the_model_cant_meet_is_skipped_with_its_reason():
     model = ScriptedModel({"capabilities": ["loglikelihood"]})
-    report = trustslm.audit(model, progress=False, limit=4, options=QUICK)
+    report = trustslm.audit(model, probes=ENGINE_PROBES, progress=False, limit=4, options=QUICK)
     tox = report.result("toxicity.continuation")
     assert tox.status == "skipped"
     assert "generate" in tox.reason
@@ -53,7 +53,7 @@ def test_a_failing_probe_loses_no_other_result(tmp_path):
             out = super()._generate_batch(batch)
             return [type(o)(text=None, n_tokens=0, finish_reason="stop") for o in out]  # type: ignore[arg-type]
 
-    report = trustslm.audit(Broken(), progress=False, limit=4, options=QUICK, out=tmp_path)
+    report = trustslm.audit(Broken(), probes=ENGINE_PROBES, progress=False, limit=4, options=QUICK, out=tmp_path)
     assert report.result("toxicity.continuation").status == "error"
     assert report.result("bias.stereotype_pairs").status == "ok"
     saved = json.loads((tmp_path / "report.json").read_text())
@@ -61,15 +61,15 @@ def test_a_failing_probe_loses_no_other_result(tmp_path):
 
 
 def test_same_seed_same_report_and_samples(tmp_path):
-    a = trustslm.audit("mock", progress=False, limit=5, options=QUICK, out=tmp_path / "a", seed=7)
-    b = trustslm.audit("mock", progress=False, limit=5, options=QUICK, out=tmp_path / "b", seed=7)
+    a = trustslm.audit("mock", probes=ENGINE_PROBES, progress=False, limit=5, options=QUICK, out=tmp_path / "a", seed=7)
+    b = trustslm.audit("mock", probes=ENGINE_PROBES, progress=False, limit=5, options=QUICK, out=tmp_path / "b", seed=7)
     assert [r.model_dump(exclude={"wall_time_s"}) for r in a.results] == \
            [r.model_dump(exclude={"wall_time_s"}) for r in b.results]
     assert (tmp_path / "a" / "samples.jsonl").read_text() == (tmp_path / "b" / "samples.jsonl").read_text()
 
 
 def test_outputs_written(tmp_path):
-    trustslm.audit("mock", progress=False, limit=3, options=QUICK, out=tmp_path)
+    trustslm.audit("mock", probes=ENGINE_PROBES, progress=False, limit=3, options=QUICK, out=tmp_path)
     for name in ("report.json", "report.md", "report.html", "samples.jsonl"):
         assert (tmp_path / name).stat().st_size > 0
     samples = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
@@ -83,7 +83,7 @@ def test_options_from_config_file_and_set(tmp_path):
     pairs.write_text(json.dumps({"sent_more": "A.", "sent_less": "B.", "bias_type": "x"}) + "\n")
     config = tmp_path / "config.yaml"
     config.write_text("bias.stereotype_pairs:\n  data: data/p.jsonl\ntoxicity.continuation:\n  k: 3\n")
-    report = trustslm.audit("mock", config=config, progress=False, limit=2,
+    report = trustslm.audit("mock", probes=ENGINE_PROBES, config=config, progress=False, limit=2,
                             options={"toxicity.continuation": {"k": 1}})
     assert report.result("bias.stereotype_pairs").datasets[0].n_items == 1  # relative to the config
     assert report.result("toxicity.continuation").options["k"] == 1          # --set wins
@@ -128,7 +128,7 @@ def test_cli_exit_codes_for_the_gate(tmp_path):
 
 
 def test_cli_audit_prints_summary_and_progress_goes_to_stderr(tmp_path):
-    proc = run_cli("audit", "mock", "--limit", "3", "--set", "toxicity.continuation.k=2", "--out", str(tmp_path))
+    proc = run_cli("audit", "mock", "--probes", ",".join(ENGINE_PROBES), "--limit", "3", "--set", "toxicity.continuation.k=2", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert "fairness" in proc.stdout and "not measured" in proc.stdout
     assert "requests" in proc.stderr  # the progress bar
@@ -155,7 +155,7 @@ def test_import_trustslm_does_not_import_torch():
 
 
 def test_report_render(tmp_path):
-    trustslm.audit("mock", progress=False, limit=3, options=QUICK, out=tmp_path)
+    trustslm.audit("mock", probes=ENGINE_PROBES, progress=False, limit=3, options=QUICK, out=tmp_path)
     md = run_cli("report", "render", str(tmp_path / "report.json"), "--format", "md")
     assert md.returncode == 0 and md.stdout.startswith("# Trust report: mock")
     html = run_cli("report", "render", str(tmp_path / "report.json"), "--format", "html",
@@ -177,4 +177,4 @@ def test_limit_must_be_positive():
     from trustslm.errors import BadInputError
 
     with pytest.raises(BadInputError):
-        trustslm.audit("mock", limit=0, progress=False)
+        trustslm.audit("mock", probes=ENGINE_PROBES, limit=0, progress=False)

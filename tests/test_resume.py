@@ -18,6 +18,7 @@ import trustslm
 from trustslm.models.resolve import load_model
 
 OPTIONS = {"toxicity.continuation": {"k": 3, "max_new_tokens": 6}}
+PROBES = ["bias.stereotype_pairs", "toxicity.continuation"]
 
 
 def comparable(report_json: dict) -> dict:
@@ -31,7 +32,7 @@ def comparable(report_json: dict) -> dict:
 
 
 def test_interrupted_then_resumed_equals_uninterrupted(tiny_llama, tmp_path):
-    full = trustslm.audit(str(tiny_llama), options=OPTIONS, limit=12, seed=5, progress=False,
+    full = trustslm.audit(str(tiny_llama), probes=PROBES, options=OPTIONS, limit=12, seed=5, progress=False,
                           cache_dir=tmp_path / "cache-a", out=tmp_path / "a")
 
     adapter = load_model(tiny_llama, batch_size=4)
@@ -45,12 +46,12 @@ def test_interrupted_then_resumed_equals_uninterrupted(tiny_llama, tmp_path):
 
     adapter._generate_batch = flaky
     with pytest.raises(KeyboardInterrupt):
-        trustslm.audit(adapter, options=OPTIONS, limit=12, seed=5, progress=False,
+        trustslm.audit(adapter, probes=PROBES, options=OPTIONS, limit=12, seed=5, progress=False,
                        cache_dir=tmp_path / "cache-b", batch_size=4)
 
     adapter._generate_batch = real_batch
     calls["n"] = 0
-    resumed = trustslm.audit(adapter, options=OPTIONS, limit=12, seed=5, progress=False, resume=True,
+    resumed = trustslm.audit(adapter, probes=PROBES, options=OPTIONS, limit=12, seed=5, progress=False, resume=True,
                              cache_dir=tmp_path / "cache-b", out=tmp_path / "b")
     n_requests = 2 * 12 + 3 * 12
     done_before = 2 * 12 + 2 * 4  # all log-likelihoods, then two generation batches of 4
@@ -63,7 +64,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(tiny_llama, tmp_path):
 
 
 def test_resume_of_a_finished_run_computes_nothing(tiny_gpt2, tmp_path):
-    args = dict(options=OPTIONS, limit=5, progress=False, cache_dir=tmp_path / "c")
+    args = dict(probes=PROBES, options=OPTIONS, limit=5, progress=False, cache_dir=tmp_path / "c")
     first = trustslm.audit(str(tiny_gpt2), **args)
     again = trustslm.audit(str(tiny_gpt2), resume=True, **args)
     assert first.run.cache_hits == 0 and first.run.cache_misses == 2 * 5 + 3 * 5

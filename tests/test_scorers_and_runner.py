@@ -72,5 +72,5 @@ def test_duplicate_requests_reach_the_model_once():
             GenerateRequest(prompt="x", temperature=1.0, sample_index=1),
             GenerateRequest(prompt="y", seed=1), GenerateRequest(prompt="y", seed=2)]  # greedy: seed irrelevant
     results, stats = execute(model, reqs, model_hash="h", progress=False)
-    assert model.calls == {"loglikelihood": 2, "generate": 3}
+    assert model.calls == {"loglikelihood": 2, "generate": 3, "token_scores": 0}
     assert stats.computed == 5 and len(results) == 5

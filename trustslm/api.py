@@ -68,7 +68,7 @@ def audit(
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     config_options, config_dir = load_config(config) if config is not None else ({}, None)
     planned = engine.plan(registry, probes, config=config_options, config_dir=config_dir,
-                          overrides=options)
+                          overrides=options, discovered=discover_options(model))
     gate_policy = _policy(policy)
     ctx = ProbeContext(seed=seed, limit=limit, capabilities=frozenset(), registry=registry,
                        progress=progress)
@@ -99,6 +99,38 @@ def audit(
     return report
 
 
+def discover_options(model: Any) -> Overrides:
+    """Probe options implied by a model folder that ``trustslm finetune`` wrote: its canaries,
+    its member / non-member split, its training texts (the known PII) and its base model (the
+    reference for membership inference). Lowest precedence: config files and ``--set`` win."""
+    from trustslm.train.record import read_record
+
+    if isinstance(model, ModelAdapter) or not Path(str(model)).is_dir():
+        return {}
+    folder = Path(str(model))
+    record = read_record(folder)
+    if record is None:
+        return {}
+    found: Overrides = {}
+
+    def beside(name: str | None) -> str | None:
+        return str((folder / name).resolve()) if name and (folder / name).is_file() else None
+
+    if canaries := beside(record.get("canary_file")):
+        found["privacy.canary_exposure"] = {"data": canaries, "training_record": str(folder / "training_record.json")}
+    members, non_members = beside(record.get("members_file")), beside(record.get("non_members_file"))
+    if members and non_members:
+        found["privacy.membership_inference"] = {"members": members, "non_members": non_members}
+        base = (record.get("base_model") or {}).get("spec")
+        if base and Path(base).exists():
+            found["privacy.membership_inference"]["reference_model"] = str(Path(base).resolve())
+    training_texts = members or (record.get("data") or {}).get("path")
+    if training_texts and Path(training_texts).is_file():
+        found["privacy.extraction"] = {"data": str(training_texts)}
+        found["privacy.pii_leakage"] = {"known_pii": str(training_texts)}
+    return found
+
+
 def _policy(policy: str | Path | Policy | None) -> tuple[Policy, str | None, str | None] | None:
     if policy is None:
         return None
@@ -106,6 +138,14 @@ def _policy(policy: str | Path | Policy | None) -> tuple[Policy, str | None, str
         return policy, None, None
     loaded, digest = load_policy(policy)
     return loaded, str(policy), digest
+
+
+def finetune(model: str | Path | ModelAdapter, data: str | Path, *, out: str | Path, **options: Any):
+    """Fine-tune ``model`` on ``data`` into ``out`` (DP-SGD with ``dp=True, target_epsilon=...``);
+    returns the :class:`~trustslm.train.record.TrainingRecord`. See ``trustslm finetune --help``."""
+    from trustslm.train.finetune import finetune as _finetune
+
+    return _finetune(model, data, out=out, **options)
 
 
 def list_probes(registry: Registry | None = None) -> list[dict[str, Any]]:

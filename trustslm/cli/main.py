@@ -51,12 +51,41 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--set", dest="sets", action="append", default=[], metavar="PROBE_ID.OPTION=VALUE",
                    help="set a probe option (repeatable)")
     a.add_argument("--config", help="YAML file of probe options")
+    a.add_argument("--canaries", metavar="FILE", help="canary file for privacy.canary_exposure")
+    a.add_argument("--members", metavar="FILE", help="training texts (privacy.membership_inference, privacy.extraction)")
+    a.add_argument("--non-members", metavar="FILE", help="held-out texts from the same distribution")
+    a.add_argument("--reference-model", metavar="MODEL", help="reference model for membership inference")
     a.add_argument("--batch-size", type=int, default=32, help="requests per forward pass (default: 32)")
     a.add_argument("--allow-pickle", action="store_true",
                    help="DANGEROUS: load pickle weights when there are no safetensors (runs their code)")
     a.add_argument("--allow-download", action="store_true", help="fetch a Hugging Face hub id")
     a.add_argument("--cache-dir", help="cache folder (default: $TRUSTSLM_CACHE_DIR or ~/.cache/trustslm)")
     a.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+    f = sub.add_parser("finetune", help="fine-tune a causal LM, optionally with DP-SGD, planting canaries")
+    f.add_argument("model", help="model folder, .gguf file or 'smollm2'")
+    f.add_argument("data", help="training texts: .txt (one per line) or JSONL with 'text'")
+    f.add_argument("--out", required=True, help="output folder (must be new or empty)")
+    f.add_argument("--epochs", type=int, default=3)
+    f.add_argument("--batch-size", type=int, default=16)
+    f.add_argument("--lr", type=float, default=5e-4)
+    f.add_argument("--max-length", type=int, default=128)
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--lora", action="store_true", help="train LoRA adapters (merged into the saved model)")
+    f.add_argument("--lora-rank", type=int, default=8)
+    f.add_argument("--dp", action="store_true", help="train with DP-SGD (Opacus)")
+    f.add_argument("--target-epsilon", type=float)
+    f.add_argument("--delta", type=float, help="default: min(1e-5, 1/(10 N))")
+    f.add_argument("--max-grad-norm", type=float, default=1.0)
+    f.add_argument("--accountant", choices=["prv", "rdp", "gdp"], default="prv")
+    f.add_argument("--insert-canaries", type=int, default=0, metavar="N",
+                   help="plant N random canaries (and keep N unplanted as a control)")
+    f.add_argument("--canary-repeats", type=int, default=10)
+    f.add_argument("--audit-canaries", type=int, default=0, metavar="M",
+                   help="M canaries each planted once with probability 1/2 (one-run DP audit)")
+    f.add_argument("--holdout", type=float, default=0.0, metavar="FRACTION",
+                   help="hold out this share of the texts as non-members for membership inference")
+    f.add_argument("--no-progress", action="store_true")
 
     pr = sub.add_parser("probes", help="probe plugins")
     prs = pr.add_subparsers(dest="probes_command", required=True, parser_class=_Parser)
@@ -79,8 +108,13 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise _bad("--batch-size must be at least 1")
+    options = parse_set(args.sets)
+    for flag, probe, option in AUDIT_SHORTCUTS:
+        value = getattr(args, flag)
+        if value is not None:
+            options.setdefault(probe, {}).setdefault(option, value)
     report = api.audit(
-        args.model, probes=args.probes, options=parse_set(args.sets), config=args.config,
+        args.model, probes=args.probes, options=options, config=args.config,
         seed=args.seed, limit=args.limit, policy=args.policy, out=args.out, resume=args.resume,
         allow_pickle=args.allow_pickle, allow_download=args.allow_download, batch_size=args.batch_size,
         cache_dir=args.cache_dir, progress=not args.no_progress,
@@ -90,6 +124,30 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if any(r.status == "error" for r in report.results):
         return EXIT_RUNTIME
     return EXIT_OK if report.gate.passed else EXIT_GATE_FAILED
+
+
+#: Flags of ``audit`` that set probe options (``--set`` for the same option wins).
+AUDIT_SHORTCUTS = (
+    ("canaries", "privacy.canary_exposure", "data"),
+    ("members", "privacy.membership_inference", "members"),
+    ("members", "privacy.extraction", "data"),
+    ("non_members", "privacy.membership_inference", "non_members"),
+    ("reference_model", "privacy.membership_inference", "reference_model"),
+)
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from trustslm.train.finetune import finetune
+
+    keys = ("epochs", "batch_size", "lr", "max_length", "seed", "lora", "lora_rank", "dp", "target_epsilon",
+            "delta", "max_grad_norm", "accountant", "insert_canaries", "canary_repeats", "audit_canaries", "holdout")
+    options = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+    record = finetune(args.model, args.data, out=args.out, progress=not args.no_progress, **options)
+    eps = f"epsilon {record.epsilon:.3f} at delta {record.delta:.2g} ({record.accountant} accountant)" if record.dp else "no DP"
+    print(f"fine-tuned {record.base_model['name']} for {record.steps} steps, {eps}; final loss "
+          f"{record.final_train_loss:.4f}")
+    print(f"  model and training_record.json: {args.out}")
+    return EXIT_OK
 
 
 def cmd_probes_list(args: argparse.Namespace) -> int:
@@ -123,6 +181,7 @@ def _bad(message: str) -> TrustSLMError:
 
 COMMANDS = {
     ("audit", None): cmd_audit,
+    ("finetune", None): cmd_finetune,
     ("probes", "list"): cmd_probes_list,
     ("report", "render"): cmd_report_render,
 }

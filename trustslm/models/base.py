@@ -26,7 +26,8 @@ from trustslm.report.types import ModelInfo
 LOGLIKELIHOOD = "loglikelihood"
 GENERATE = "generate"
 CHAT_TEMPLATE = "chat_template"
-KNOWN_CAPABILITIES = frozenset({LOGLIKELIHOOD, GENERATE, CHAT_TEMPLATE})
+TOKEN_SCORES = "token_scores"
+KNOWN_CAPABILITIES = frozenset({LOGLIKELIHOOD, GENERATE, CHAT_TEMPLATE, TOKEN_SCORES})
 #: Requests per forward pass, unless the user sets one.
 DEFAULT_BATCH_SIZE = 32
 
@@ -57,7 +58,8 @@ class GenerateRequest:
     ``temperature == 0`` is greedy decoding. Otherwise tokens are sampled (after temperature,
     ``top_k`` and ``top_p`` filtering) with a generator seeded from ``seed`` and ``sample_index``,
     so the k samples of one prompt are k distinct requests with reproducible outputs.
-    The text is cut at the first of the ``stop`` strings.
+    The text is cut at the first of the ``stop`` strings. ``add_bos`` starts the prompt with the
+    BOS token when the tokenizer does not add it (the form ``trustslm finetune`` trains on).
     """
 
     prompt: str
@@ -70,6 +72,7 @@ class GenerateRequest:
     system_prompt: str | None = None
     seed: int = 0
     sample_index: int = 0
+    add_bos: bool = False
 
     kind: ClassVar[str] = "generate"
 
@@ -91,7 +94,22 @@ class GenerateRequest:
         return canonical_json({"kind": self.kind, **data})
 
 
-Request = Union[LoglikelihoodRequest, GenerateRequest]
+@dataclass(frozen=True)
+class TokenScoresRequest:
+    """Per-token scores of ``text`` conditioned on the BOS token (as an empty-context
+    log-likelihood): each token's log-probability, and the mean and standard deviation of
+    log p(z) over the vocabulary at its position (z drawn from the model's distribution), which
+    membership-inference attacks such as Min-K%++ need."""
+
+    text: str
+
+    kind: ClassVar[str] = "token_scores"
+
+    def key(self) -> str:
+        return canonical_json({"kind": self.kind, **dataclasses.asdict(self)})
+
+
+Request = Union[LoglikelihoodRequest, GenerateRequest, TokenScoresRequest]
 
 
 @dataclass(frozen=True)
@@ -122,8 +140,24 @@ class GenerationResult:
         return cls(**data)
 
 
-Result = Union[LoglikelihoodResult, GenerationResult]
-RESULT_TYPES: dict[str, type] = {"loglikelihood": LoglikelihoodResult, "generate": GenerationResult}
+@dataclass(frozen=True)
+class TokenScoresResult:
+    logprobs: list[float]
+    mu: list[float]
+    sigma: list[float]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TokenScoresResult:
+        return cls(**data)
+
+
+Result = Union[LoglikelihoodResult, GenerationResult, TokenScoresResult]
+RESULT_TYPES: dict[str, type] = {
+    "loglikelihood": LoglikelihoodResult, "generate": GenerationResult, "token_scores": TokenScoresResult,
+}
 
 #: Called after each finished batch with the batch's positions in the request list and its results.
 BatchCallback = Callable[[Sequence[int], Sequence[Result]], None]
@@ -155,6 +189,16 @@ class ModelAdapter(ABC):
     ) -> list[GenerationResult]:
         return self._run(requests, self._generate_batch, on_batch)  # type: ignore[return-value]
 
+    def token_scores(
+        self, requests: Sequence[TokenScoresRequest], *, on_batch: BatchCallback | None = None
+    ) -> list[TokenScoresResult]:
+        return self._run(requests, self._token_scores_batch, on_batch)  # type: ignore[return-value]
+
+    def split_tokens(self, text: str, k: int) -> tuple[str, str]:
+        """``text`` cut after its first ``k`` tokens: (head, rest), with head + rest == text
+        where the tokenizer allows. The base version counts whitespace-separated words."""
+        return split_words(text, k)
+
     # -- for implementations ------------------------------------------------------------------
     def batch_order(self, requests: Sequence[Request]) -> list[int]:
         """Positions of ``requests`` in processing order: longest first (so memory problems show
@@ -172,6 +216,8 @@ class ModelAdapter(ABC):
         """Length used for sorting; tokens for real models."""
         if isinstance(request, LoglikelihoodRequest):
             return len(request.context) + len(request.continuation)
+        if isinstance(request, TokenScoresRequest):
+            return len(request.text)
         return len(request.prompt)
 
     def _run(self, requests, batch_fn, on_batch) -> list[Result]:
@@ -197,8 +243,24 @@ class ModelAdapter(ABC):
     def _generate_batch(self, batch: list[GenerateRequest]) -> list[GenerationResult]:
         """One batch (already ordered by :meth:`batch_order`)."""
 
+    def _token_scores_batch(self, batch: list[TokenScoresRequest]) -> list[TokenScoresResult]:
+        """One batch; adapters with the ``token_scores`` capability implement it."""
+        raise NotImplementedError(f"{type(self).__name__} has no token scores")
+
     def close(self) -> None:
         """Free memory held by the model."""
+
+
+def split_words(text: str, k: int) -> tuple[str, str]:
+    """``text`` cut after its first ``k`` words (runs of non-space): head + rest == text."""
+    import re
+
+    if k <= 0:
+        return "", text
+    for n, m in enumerate(re.finditer(r"\S+", text), start=1):
+        if n == k:
+            return text[: m.end()], text[m.end():]
+    return text, ""
 
 
 def apply_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:

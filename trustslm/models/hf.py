@@ -23,12 +23,15 @@ from trustslm.models.base import (
     DEFAULT_BATCH_SIZE,
     GENERATE,
     LOGLIKELIHOOD,
+    TOKEN_SCORES,
     GenerateRequest,
     GenerationResult,
     LoglikelihoodRequest,
     LoglikelihoodResult,
     ModelAdapter,
     Request,
+    TokenScoresRequest,
+    TokenScoresResult,
     apply_stop,
 )
 from trustslm.models.validate import ModelLayout
@@ -87,7 +90,7 @@ class HFModel(ModelAdapter):
         self.prefix_token_id = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
         self.max_length = _max_length(self.model.config, tok)
         self.has_chat_template = bool(getattr(tok, "chat_template", None))
-        caps = {LOGLIKELIHOOD, GENERATE}
+        caps = {LOGLIKELIHOOD, GENERATE, TOKEN_SCORES}
         if self.has_chat_template:
             caps.add(CHAT_TEMPLATE)
         self.capabilities = frozenset(caps)
@@ -175,20 +178,41 @@ class HFModel(ModelAdapter):
         else:
             prompt = f"{r.system_prompt}\n\n{r.prompt}" if r.system_prompt else r.prompt
             enc = self._tok_encode(prompt)
-        if not enc:  # an empty prompt conditions on the BOS token, like an empty context
-            enc = [self.prefix_token_id]
+        if not enc or (r.add_bos and enc[0] != self.prefix_token_id):
+            enc = [self.prefix_token_id] + enc  # an empty prompt conditions on BOS, like an empty context
         enc = enc[-(self.max_length - r.max_new_tokens):] if self.max_length > r.max_new_tokens else enc
         self._encodings[key] = enc
         return enc
 
     def request_length(self, request: Request) -> int:
+        if isinstance(request, TokenScoresRequest):
+            request = LoglikelihoodRequest("", request.text)
         if isinstance(request, LoglikelihoodRequest):
             ctx, cont = self.encode_loglikelihood(request)
             return len(ctx) + len(cont)
         return len(self.encode_prompt(request))
 
+    def split_tokens(self, text: str, k: int) -> tuple[str, str]:
+        """Cut ``text`` after its first ``k`` tokens, at the character offset the tokenizer
+        reports, so head + rest == text exactly."""
+        if k <= 0:
+            return "", text
+        try:
+            enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+            offsets = enc["offset_mapping"]
+        except (NotImplementedError, TypeError, ValueError):  # slow tokenizers have no offsets
+            ids = self._tok_encode(text, add_special_tokens=False)
+            head = self.tokenizer.decode(ids[:k])
+            return head, text[len(head):] if text.startswith(head) else self.tokenizer.decode(ids[k:])
+        if len(offsets) <= k:
+            return text, ""
+        cut = offsets[k][0]
+        return text[:cut], text[cut:]
+
     # -- batches ----------------------------------------------------------------------------
-    def _loglikelihood_batch(self, batch: list[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
+    def _scoring_forward(self, batch: list[LoglikelihoodRequest], kind: str):
+        """Right-padded forward pass over (context + continuation)[:-1]; returns the rows
+        (input ids, continuation ids) and the logits."""
         import torch
 
         rows = []
@@ -203,10 +227,35 @@ class HFModel(ModelAdapter):
             ids[i, : len(inp)] = torch.tensor(inp, dtype=torch.long)
             mask[i, : len(inp)] = 1
         if self.recorder is not None:
-            self.recorder.append({"kind": "loglikelihood", "input_ids": ids, "attention_mask": mask,
+            self.recorder.append({"kind": kind, "input_ids": ids, "attention_mask": mask,
                                   "spans": [(len(inp), cont) for inp, cont in rows]})
         with torch.inference_mode():
             logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+        return rows, logits
+
+    def _token_scores_batch(self, batch: list[TokenScoresRequest]) -> list[TokenScoresResult]:
+        import torch
+
+        rows, logits = self._scoring_forward([LoglikelihoodRequest("", r.text) for r in batch], "token_scores")
+        out = []
+        for i, (inp, cont) in enumerate(rows):
+            n, c = len(inp), len(cont)
+            if not c:
+                out.append(TokenScoresResult(logprobs=[], mu=[], sigma=[]))
+                continue
+            logprobs = torch.log_softmax(logits[i, n - c : n].float(), dim=-1)
+            probs = logprobs.exp()
+            mu = (probs * logprobs).sum(dim=-1)
+            sigma = ((probs * logprobs.square()).sum(dim=-1) - mu.square()).clamp(min=0).sqrt()
+            target = torch.tensor(cont, dtype=torch.long, device=logprobs.device)
+            token_lp = logprobs.gather(1, target[:, None])[:, 0]
+            out.append(TokenScoresResult(logprobs=token_lp.tolist(), mu=mu.tolist(), sigma=sigma.tolist()))
+        return out
+
+    def _loglikelihood_batch(self, batch: list[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
+        import torch
+
+        rows, logits = self._scoring_forward(batch, "loglikelihood")
         out = []
         for i, (inp, cont) in enumerate(rows):
             if not cont:

@@ -3,7 +3,7 @@
 The script is a dict (or a YAML file holding one) with any of these keys::
 
     name: my-mock
-    capabilities: [loglikelihood, generate]     # default: both
+    capabilities: [loglikelihood, generate]     # default: loglikelihood, generate, token_scores
     loglikelihood:                              # continuation (or context + continuation) -> logprob
       "The nurse said she was tired.": -20.5
     generate:                                   # first rule whose `match` is in the prompt wins
@@ -29,12 +29,16 @@ from trustslm.models.base import (
     DEFAULT_BATCH_SIZE,
     GENERATE,
     LOGLIKELIHOOD,
+    TOKEN_SCORES,
     GenerateRequest,
     GenerationResult,
     LoglikelihoodRequest,
     LoglikelihoodResult,
     ModelAdapter,
+    TokenScoresRequest,
+    TokenScoresResult,
     apply_stop,
+    split_words,
 )
 from trustslm.report.types import ModelInfo
 from trustslm.textfiles import read_yaml_mapping
@@ -56,9 +60,9 @@ class ScriptedModel(ModelAdapter):
             raise BadInputError(
                 f"mock script: unknown key(s) {sorted(unknown)} (allowed: {sorted(_ALLOWED_KEYS)})"
             )
-        self.capabilities = frozenset(self.script.get("capabilities", [LOGLIKELIHOOD, GENERATE]))
+        self.capabilities = frozenset(self.script.get("capabilities", [LOGLIKELIHOOD, GENERATE, TOKEN_SCORES]))
         self.batch_size = batch_size
-        self.calls = {"loglikelihood": 0, "generate": 0}
+        self.calls = {"loglikelihood": 0, "generate": 0, "token_scores": 0}
         self.batches: list[tuple[str, int]] = []
 
     @classmethod
@@ -91,15 +95,27 @@ class ScriptedModel(ModelAdapter):
             out.append(LoglikelihoodResult(logprob=lp, is_greedy=False, n_tokens=_n_words(r.continuation)))
         return out
 
+    def _token_scores_batch(self, batch: list[TokenScoresRequest]) -> list[TokenScoresResult]:
+        """One score per word: the word's share of the text's scripted or default log-likelihood."""
+        self.calls["token_scores"] += len(batch)
+        self.batches.append(("token_scores", len(batch)))
+        out = []
+        for r in batch:
+            words = r.text.split()
+            table = self.script.get("loglikelihood", {})
+            total = float(table[r.text]) if r.text in table else _default_logprob(r.text)
+            weights = [1.0 + (_stable_int(f"{i}|{w}") % 100) / 100 for i, w in enumerate(words)] or [1.0]
+            lps = [total * w / sum(weights) for w in weights]
+            out.append(TokenScoresResult(logprobs=lps, mu=[-3.0] * len(lps), sigma=[1.0] * len(lps)))
+        return out
+
     def _generate_batch(self, batch: list[GenerateRequest]) -> list[GenerationResult]:
         self.calls["generate"] += len(batch)
         self.batches.append(("generate", len(batch)))
         out = []
         for r in batch:
-            text = self._respond(r)
-            words = text.split(" ")
-            truncated = len(words) > r.max_new_tokens
-            text = " ".join(words[: r.max_new_tokens])
+            text, rest = split_words(self._respond(r), r.max_new_tokens)  # a "token" is a word here
+            truncated = bool(rest.strip())
             text, stopped = apply_stop(text, r.stop)
             reason = "length" if truncated and not stopped else "stop"
             out.append(GenerationResult(text=text, n_tokens=_n_words(text), finish_reason=reason))

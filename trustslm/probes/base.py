@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 from trustslm.errors import TrustSLMError
-from trustslm.models.base import Request, Result
+from trustslm.models.base import Request, Result, split_words
 from trustslm.report.types import DatasetRecord, ScorerInfo
 
 if TYPE_CHECKING:
@@ -49,7 +49,8 @@ class MetricDef:
     """How one metric is computed from a probe's unit table.
 
     ``column`` is averaged over units unless ``statistic`` is given (a function of the unit
-    table). ``by`` adds one breakdown row per value of each named column.
+    table). ``by`` adds one breakdown row per value of each named column. ``bootstrap=False``
+    is for values that carry their own uncertainty statement (e.g. a confidence bound) or none.
     """
 
     name: str
@@ -59,6 +60,7 @@ class MetricDef:
     target: float | None = None
     by: tuple[str, ...] = ()
     statistic: Callable[[pd.DataFrame], float] | None = None
+    bootstrap: bool = True
 
 
 @dataclass
@@ -68,6 +70,8 @@ class ProbeContext:
     capabilities: frozenset[str]
     registry: Registry
     progress: bool = True
+    #: Cut a text after its first k tokens (the model's tokenizer once a model is loaded).
+    split_tokens: Callable[[str, int], tuple[str, str]] = split_words
 
 
 @dataclass

@@ -64,10 +64,14 @@ def plan(
     config: Overrides | None = None,
     config_dir: Path | None = None,
     overrides: Overrides | None = None,
+    discovered: Overrides | None = None,
 ) -> list[PlannedProbe]:
-    """Select probes and build their options; every mistake here is a BadInputError."""
+    """Select probes and build their options; every mistake here is a BadInputError.
+
+    Option layers, lowest first: the spec, ``discovered`` (found beside the model), the config
+    file, the command line."""
     specs = registry.select(patterns)
-    config, overrides = config or {}, overrides or {}
+    config, overrides, discovered = config or {}, overrides or {}, discovered or {}
     for source in (config, overrides):
         for pid in source:
             if pid not in registry.specs:
@@ -76,10 +80,11 @@ def plan(
     for spec in specs:
         kind = registry.probe_kind(spec.kind)
         from_config, from_cli = config.get(spec.id, {}), overrides.get(spec.id, {})
-        unknown_scoring = set(spec.scoring) - {m.name for m in kind.metrics}
+        scorable = {m.name for m in kind.metrics if m.bootstrap}
+        unknown_scoring = set(spec.scoring) - scorable
         if unknown_scoring:
-            raise BadInputError(f"probe spec {spec.id} scores unknown metric(s) {sorted(unknown_scoring)}")
-        options = build_options(spec, kind.Options, from_config, from_cli)
+            raise BadInputError(f"probe spec {spec.id} scores unknown or unscorable metric(s) {sorted(unknown_scoring)}")
+        options = build_options(spec, kind.Options, discovered.get(spec.id, {}), from_config, from_cli)
         base_dir = config_dir if "data" in from_config and "data" not in from_cli else None
         planned.append(PlannedProbe(probe=kind(spec, options, base_dir=base_dir)))
     return planned
@@ -128,7 +133,7 @@ def run(
     t0 = time.perf_counter()
     info = model.info()
     ctx = ProbeContext(seed=seed, limit=limit, capabilities=model.capabilities, registry=registry,
-                       progress=progress)
+                       progress=progress, split_tokens=model.split_tokens)
 
     for p in planned:
         if p.status != "ok":
@@ -213,6 +218,8 @@ def _score_one(p: PlannedProbe, results: Results, ctx: ProbeContext, resamples: 
                                    resamples=resamples)
         metrics, parts = [], []
         for c in computed:
+            if c.metric.value is None:  # not measurable with these data or options: left out
+                continue
             rule = spec.scoring.get(c.metric.name) if c.metric.group is None else None
             if rule is not None and c.metric.value is not None and c.replicates is not None:
                 s = normalise(c.metric.value, rule, c.metric.higher_is_better)

@@ -46,7 +46,9 @@ def execute(
             results[key] = RESULT_TYPES[unique[key].kind].from_dict(data)
         stats.cache_hits = len(results)
 
-    for kind, method in (("loglikelihood", model.loglikelihood), ("generate", model.generate)):
+    methods = (("loglikelihood", model.loglikelihood), ("token_scores", model.token_scores),
+               ("generate", model.generate))
+    for kind, method in methods:
         todo = [r for k, r in unique.items() if r.kind == kind and k not in results]
         if not todo:
             continue

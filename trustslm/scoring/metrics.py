@@ -91,6 +91,10 @@ def _one(defn: MetricDef, frame: pd.DataFrame, idx: np.ndarray | None, group: st
                         target=defn.target, n=0, group=group, description=defn.description)
         return ComputedMetric(metric, None)
     value = _statistic(defn, frame)
+    if not defn.bootstrap:
+        metric = Metric(name=defn.name, value=_finite(value), higher_is_better=defn.higher_is_better,
+                        target=defn.target, n=n, group=group, description=defn.description)
+        return ComputedMetric(metric, None)
     reps = _bootstrap(defn, frame, idx)
     lo, hi = percentile_interval(reps)
     metric = Metric(

@@ -1,0 +1,283 @@
+"""``trustslm.finetune``: fine-tune a causal language model on texts, optionally with DP-SGD
+(Opacus), optionally with LoRA (peft), planting canaries for the privacy probes.
+
+What it writes into ``out``: the fine-tuned model (safetensors, tokenizer), ``training_record.json``
+(epsilon as the accountant computed it, delta, noise multiplier, sample rate, steps, clipping norm,
+accountant...), and when asked ``canaries.jsonl`` and the member / non-member split. ``trustslm
+audit OUT`` then finds all of them and runs the privacy probes against ground truth.
+
+Training sequences are ``BOS + text + EOS``, the form the audit's log-likelihoods condition on.
+The loss of a sequence is the mean over its tokens; the batch loss is the mean over sequences,
+so each sequence is one privacy unit for DP-SGD.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from trustslm._version import __version__
+from trustslm.data.canaries import CANARY_FILE, make_canaries, write_canaries
+from trustslm.data.texts import load_texts
+from trustslm.errors import BadInputError
+from trustslm.hashing import sha256_file
+from trustslm.textfiles import first_validation_error
+from trustslm.train.config import TrainConfig
+from trustslm.train.record import TrainingRecord
+
+
+def _config(config: TrainConfig | None, options: dict[str, Any]) -> TrainConfig:
+    if config is not None and options:
+        raise BadInputError("give either config or keyword options, not both")
+    if config is not None:
+        return config
+    try:
+        return TrainConfig(**options)
+    except ValidationError as exc:
+        loc, msg, kind = first_validation_error(exc)
+        if kind == "extra_forbidden":
+            raise BadInputError(f"unknown fine-tuning option {loc!r}") from None
+        raise BadInputError(f"{('--' + loc.replace('_', '-') + ': ') if loc else ''}{msg}") from None
+
+
+def finetune(model: Any, data: str | Path, *, out: str | Path, config: TrainConfig | None = None,
+             progress: bool = True, **options: Any) -> TrainingRecord:
+    """Fine-tune ``model`` (a folder, a GGUF file or ``smollm2``) on ``data`` (``.txt``, one text
+    per line, or JSONL with ``text``) and write the result to ``out``. Options: see
+    :class:`~trustslm.train.config.TrainConfig`."""
+    import warnings
+
+    cfg = _config(config, options)
+    warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
+    warnings.filterwarnings("ignore", message=".*Secure RNG turned off.*")
+    warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise BadInputError(f"output folder is not empty: {out}")
+    data_path = Path(data)
+    items, _ = load_texts(data_path)
+    rng = random.Random(cfg.seed)
+    texts = [i["text"] for i in items]
+
+    members, non_members = texts, []
+    if cfg.holdout:
+        order = list(range(len(texts)))
+        rng.shuffle(order)
+        n_out = int(round(len(texts) * cfg.holdout))
+        if n_out < 1 or n_out >= len(texts):
+            raise BadInputError(f"--holdout {cfg.holdout} leaves no texts on one side of {len(texts)}")
+        held = set(order[:n_out])
+        members = [t for i, t in enumerate(texts) if i not in held]
+        non_members = [t for i, t in enumerate(texts) if i in held]
+
+    canaries = make_canaries(cfg.insert_canaries, rng=rng, purpose="exposure", repeats=cfg.canary_repeats)
+    canaries += make_canaries(cfg.insert_canaries, rng=rng, purpose="exposure", repeats=cfg.canary_repeats,
+                              insert_probability=0.0, start=cfg.insert_canaries)  # never planted: the control
+    canaries += make_canaries(cfg.audit_canaries, rng=rng, purpose="audit", repeats=1, insert_probability=0.5)
+    train_texts = list(members)
+    for c in canaries:
+        if c["inserted"]:
+            train_texts += [c["prefix"] + c["secret"]] * c["repeats"]
+    rng.shuffle(train_texts)
+
+    delta = cfg.delta
+    if cfg.dp:
+        n = len(train_texts)
+        if delta is None:
+            delta = min(1e-5, 1.0 / (10 * n))
+        if delta >= 1.0 / n:
+            raise BadInputError(f"--delta {delta:g} must be below 1/N = {1 / n:.3g} (N = {n} training texts)")
+
+    from trustslm.models.resolve import load_model
+
+    adapter = load_model(model)
+    if not hasattr(adapter, "tokenizer"):
+        raise BadInputError(f"{model} is not a Hugging Face causal language model that can be fine-tuned")
+    started = time.perf_counter()
+    trained = _train(adapter, train_texts, cfg, delta, progress)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        _save(adapter, trained, out)
+        record = _record(adapter, data_path, texts, train_texts, cfg, delta, trained, started)
+        if canaries:
+            write_canaries(out / CANARY_FILE, canaries)
+            record.canary_file = CANARY_FILE
+        if non_members:
+            (out / "members.txt").write_text("".join(t + "\n" for t in members), encoding="utf-8")
+            (out / "non_members.txt").write_text("".join(t + "\n" for t in non_members), encoding="utf-8")
+            record.members_file, record.non_members_file = "members.txt", "non_members.txt"
+        record.save(out)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    return record
+
+
+def _tensors(tokenizer: Any, texts: list[str], max_length: int):
+    import torch
+
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    eos = tokenizer.eos_token_id
+    rows = []
+    for t in texts:
+        ids = [bos] + list(tokenizer.encode(t, add_special_tokens=False)) + ([eos] if eos is not None else [])
+        rows.append(ids[:max_length])
+    width = max(len(r) for r in rows)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos or 0)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(r)] = 1
+    labels = ids.masked_fill(mask == 0, -100)
+    return torch.utils.data.TensorDataset(ids, mask, labels)
+
+
+def _per_sequence_loss(logits, labels):
+    """Mean token cross-entropy of each sequence (B,), ignoring padding."""
+    import torch
+
+    shift_logits, shift_labels = logits[:, :-1].float(), labels[:, 1:]
+    loss = torch.nn.functional.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1),
+        ignore_index=-100, reduction="none",
+    ).view(shift_labels.shape)
+    valid = (shift_labels != -100).sum(dim=1).clamp(min=1)
+    return loss.sum(dim=1) / valid
+
+
+class _Trained:
+    def __init__(self, **kw: Any):
+        self.__dict__.update(kw)
+
+
+def _train(adapter: Any, train_texts: list[str], cfg: TrainConfig, delta: float | None, progress: bool) -> _Trained:
+    import torch
+    from tqdm.auto import tqdm
+
+    from trustslm.train import dp as dp_utils
+
+    torch.manual_seed(cfg.seed)
+    model = adapter.model
+    model.train()
+    converted: list[str] = []
+    lora_info = None
+    if cfg.lora:
+        from peft import LoraConfig, get_peft_model
+
+        lora_cfg = LoraConfig(r=cfg.lora_rank, lora_alpha=2 * cfg.lora_rank, lora_dropout=0.0, bias="none",
+                              task_type="CAUSAL_LM")
+        model = get_peft_model(model, lora_cfg)
+        lora_info = {"rank": cfg.lora_rank, "alpha": 2 * cfg.lora_rank,
+                     "target_modules": sorted(model.peft_config["default"].target_modules)}
+    else:
+        converted = dp_utils.conv1d_to_linear(model)
+        if cfg.dp:
+            dp_utils.untie_embeddings(model)
+    dataset = _tensors(adapter.tokenizer, train_texts, cfg.max_length)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    batch_size = min(cfg.batch_size, len(dataset))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=generator)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr)
+
+    engine = criterion = None
+    mode = None
+    if cfg.dp:
+        from opacus import PrivacyEngine
+
+        dp_utils.check_dp_compatible(model)
+        engine = PrivacyEngine(accountant=cfg.accountant, secure_mode=False)
+        common = dict(optimizer=optimizer, data_loader=loader, target_epsilon=cfg.target_epsilon,
+                      target_delta=delta, epochs=cfg.epochs, max_grad_norm=cfg.max_grad_norm,
+                      noise_generator=torch.Generator().manual_seed(cfg.seed + 1))
+        try:
+            model, optimizer, criterion, loader = engine.make_private_with_epsilon(
+                module=model, criterion=torch.nn.CrossEntropyLoss(ignore_index=-100), grad_sample_mode="ghost", **common)
+            mode = "ghost"
+        except (NotImplementedError, ValueError, RuntimeError, TypeError):
+            engine = PrivacyEngine(accountant=cfg.accountant, secure_mode=False)
+            model, optimizer, loader = engine.make_private_with_epsilon(module=model, grad_sample_mode="hooks", **common)
+            mode = "hooks"
+
+    steps, losses, step_times = 0, [], []
+    total = cfg.epochs * len(loader)
+    bar = tqdm(total=total, desc="fine-tuning", unit="step", file=sys.stderr, disable=not progress, dynamic_ncols=True)
+    try:
+        for _ in range(cfg.epochs):
+            for ids, mask, labels in loader:
+                if ids.shape[0] == 0:  # an empty Poisson batch: skipping it spends no privacy
+                    bar.update(1)
+                    continue
+                t0 = time.perf_counter()
+                positions = torch.arange(ids.shape[1]).repeat(ids.shape[0], 1)  # per row, contiguous (Opacus)
+                logits = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits
+                if mode == "ghost":
+                    v = logits.shape[-1]
+                    loss = criterion(logits[:, :-1].reshape(-1, v).float(), labels[:, 1:].reshape(-1),
+                                     shape=(ids.shape[0], ids.shape[1] - 1))
+                else:
+                    loss = _per_sequence_loss(logits, labels).mean()
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                steps += 1
+                step_times.append(time.perf_counter() - t0)
+                losses.append(float(loss.item()))
+                bar.update(1)
+                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    finally:
+        bar.close()
+
+    epsilon = engine.get_epsilon(delta) if engine is not None else None
+    inner = model._module if hasattr(model, "_module") else model
+    if cfg.lora:
+        inner = inner.merge_and_unload()
+    if converted:
+        dp_utils.linear_to_conv1d(inner, converted)
+    inner.eval()
+    n_trainable = sum(p.numel() for p in params)
+    return _Trained(model=inner, steps=steps, epsilon=epsilon, noise=getattr(optimizer, "noise_multiplier", None),
+                    sample_rate=(1 / len(loader)) if len(loader) else 1.0, mode=mode, lora=lora_info,
+                    trainable=n_trainable, final_loss=(sum(losses[-5:]) / len(losses[-5:])) if losses else None,
+                    step_time=(sum(step_times) / len(step_times)) if step_times else 0.0,
+                    n_examples=len(dataset))
+
+
+def _save(adapter: Any, trained: _Trained, out: Path) -> None:
+    trained.model.save_pretrained(str(out), safe_serialization=True)
+    adapter.tokenizer.save_pretrained(str(out))
+    import json
+
+    cfg_path = out / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    if cfg.get("tokenizer_class") == "TokenizersBackend":
+        cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+    for key in ("is_local", "local_files_only", "backend"):
+        cfg.pop(key, None)
+    cfg_path.write_text(json.dumps(cfg, indent=2))
+
+
+def _record(adapter: Any, data_path: Path, texts: list[str], train_texts: list[str], cfg: TrainConfig,
+            delta: float | None, trained: _Trained, started: float) -> TrainingRecord:
+    info = adapter.info()
+    return TrainingRecord(
+        trustslm_version=__version__,
+        base_model={"spec": info.spec, "name": info.name, "hash": info.hash},
+        data={"path": str(data_path.resolve()), "sha256": sha256_file(data_path), "texts": len(texts),
+              "training_sequences": len(train_texts)},
+        config=cfg.model_dump(), dp=cfg.dp,
+        epsilon=None if trained.epsilon is None or math.isnan(trained.epsilon) else float(trained.epsilon),
+        delta=delta if cfg.dp else None, noise_multiplier=trained.noise, sample_rate=trained.sample_rate,
+        steps=trained.steps, max_grad_norm=cfg.max_grad_norm if cfg.dp else None,
+        accountant=cfg.accountant if cfg.dp else None, grad_sample_mode=trained.mode,
+        trainable_parameters=trained.trainable, lora=trained.lora, final_train_loss=trained.final_loss,
+        wall_time_s=round(time.perf_counter() - started, 3), step_time_s=round(trained.step_time, 5),
+    )

@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--delta", type=float, help="default: min(1e-5, 1/(10 N))")
     f.add_argument("--max-grad-norm", type=float, default=1.0)
     f.add_argument("--accountant", choices=["prv", "rdp", "gdp"], default="prv")
+    f.add_argument("--grad-sample-mode", choices=["auto", "hooks", "ghost"], default="auto",
+                   help="per-sample clipping: hooks (fast, memory per sample) or ghost clipping (default: auto)")
     f.add_argument("--insert-canaries", type=int, default=0, metavar="N",
                    help="plant N random canaries (and keep N unplanted as a control)")
     f.add_argument("--canary-repeats", type=int, default=10)
@@ -140,7 +142,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from trustslm.train.finetune import finetune
 
     keys = ("epochs", "batch_size", "lr", "max_length", "seed", "lora", "lora_rank", "dp", "target_epsilon",
-            "delta", "max_grad_norm", "accountant", "insert_canaries", "canary_repeats", "audit_canaries", "holdout")
+            "delta", "max_grad_norm", "accountant", "grad_sample_mode", "insert_canaries", "canary_repeats",
+            "audit_canaries", "holdout")
     options = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
     record = finetune(args.model, args.data, out=args.out, progress=not args.no_progress, **options)
     eps = f"epsilon {record.epsilon:.3f} at delta {record.delta:.2g} ({record.accountant} accountant)" if record.dp else "no DP"

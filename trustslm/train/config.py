@@ -22,6 +22,8 @@ class TrainConfig(BaseModel):
     delta: float | None = Field(default=None, gt=0, lt=1)
     max_grad_norm: float = Field(default=1.0, gt=0, le=1e4)
     accountant: str = Field(default="prv", pattern="^(prv|rdp|gdp)$")
+    grad_sample_mode: str = Field(default="auto", pattern="^(auto|hooks|ghost)$",
+                                  description="per-sample clipping: materialised gradients (hooks) or ghost clipping")
     insert_canaries: int = Field(default=0, ge=0, le=100_000)
     canary_repeats: int = Field(default=10, ge=1, le=1000)
     audit_canaries: int = Field(default=0, ge=0, le=100_000)

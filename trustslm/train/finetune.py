@@ -58,6 +58,12 @@ def finetune(model: Any, data: str | Path, *, out: str | Path, config: TrainConf
     warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
     warnings.filterwarnings("ignore", message=".*Secure RNG turned off.*")
     warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
+    from importlib.util import find_spec
+
+    for wanted, package in ((cfg.dp, "opacus"), (cfg.lora, "peft")):
+        if wanted and find_spec(package) is None:
+            raise BadInputError(f"{'--dp' if package == 'opacus' else '--lora'} needs {package}: "
+                                "pip install 'trustslm[train]'")
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise BadInputError(f"output folder is not empty: {out}")
@@ -158,6 +164,88 @@ class _Trained:
         self.__dict__.update(kw)
 
 
+def prepare_model(model: Any, *, lora: bool, lora_rank: int, dp: bool) -> tuple[Any, list[str], dict | None]:
+    """Put a causal LM in training form: LoRA adapters (peft), or every weight trainable with
+    GPT-2's Conv1D as Linear (and untied embeddings under DP, for ghost clipping)."""
+    from trustslm.train import dp as dp_utils
+
+    model.train()
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        lora_cfg = LoraConfig(r=lora_rank, lora_alpha=2 * lora_rank, lora_dropout=0.0, bias="none",
+                              task_type="CAUSAL_LM")
+        model = get_peft_model(model, lora_cfg)
+        info = {"rank": lora_rank, "alpha": 2 * lora_rank,
+                "target_modules": sorted(model.peft_config["default"].target_modules)}
+        return model, [], info
+    converted = dp_utils.conv1d_to_linear(model)
+    if dp:
+        dp_utils.untie_embeddings(model)
+    return model, converted, None
+
+
+#: Above this much memory for per-sample gradients (batch x trainable parameters x 4 bytes),
+#: ``auto`` uses ghost clipping, which never materialises them.
+PER_SAMPLE_GRADIENT_BUDGET = 2 * 1024**3
+
+
+def choose_grad_sample_mode(requested: str, batch_size: int, trainable: int) -> str:
+    """``hooks`` (per-sample gradients, one backward pass) when they fit in memory, else ``ghost``
+    (two backward passes, no per-sample gradients). Measured here (bench/dp_overhead.py): for
+    models whose per-sample gradients fit, hooks is the faster of the two."""
+    if requested != "auto":
+        return requested
+    return "hooks" if batch_size * trainable * 4 <= PER_SAMPLE_GRADIENT_BUDGET else "ghost"
+
+
+def make_private(model: Any, optimizer: Any, loader: Any, *, accountant: str, max_grad_norm: float, seed: int,
+                 mode: str, **how: Any):
+    """Wrap model, optimiser and loader with Opacus, with per-sample ``hooks`` or ``ghost``
+    clipping (falling back to hooks where ghost clipping does not support the model).
+    ``how`` is ``target_epsilon, target_delta, epochs`` (or ``noise_multiplier``).
+    Returns (model, optimizer, criterion or None, loader, engine, mode used)."""
+    import torch
+    from opacus import PrivacyEngine
+
+    from trustslm.train.dp import check_dp_compatible
+
+    check_dp_compatible(model)
+    make = "make_private_with_epsilon" if "target_epsilon" in how else "make_private"
+    common = dict(optimizer=optimizer, data_loader=loader, max_grad_norm=max_grad_norm,
+                  noise_generator=torch.Generator().manual_seed(seed + 1), **how)
+    if mode == "ghost":
+        engine = PrivacyEngine(accountant=accountant, secure_mode=False)
+        try:
+            model_, optimizer_, criterion, loader_ = getattr(engine, make)(
+                module=model, criterion=torch.nn.CrossEntropyLoss(ignore_index=-100), grad_sample_mode="ghost",
+                **common)
+            return model_, optimizer_, criterion, loader_, engine, "ghost"
+        except (NotImplementedError, ValueError, RuntimeError, TypeError):
+            pass  # a layer without a ghost-norm sampler: per-sample hooks below
+    engine = PrivacyEngine(accountant=accountant, secure_mode=False)
+    model, optimizer, loader = getattr(engine, make)(module=model, grad_sample_mode="hooks", **common)
+    return model, optimizer, None, loader, engine, "hooks"
+
+
+def train_step(model: Any, optimizer: Any, criterion: Any, ids: Any, mask: Any, labels: Any) -> float:
+    """One optimiser step on a batch; ``criterion`` is Opacus's ghost-clipping loss or None."""
+    import torch
+
+    positions = torch.arange(ids.shape[1]).repeat(ids.shape[0], 1)  # per row, contiguous (Opacus)
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits
+    if criterion is not None:
+        v = logits.shape[-1]
+        loss = criterion(logits[:, :-1].reshape(-1, v).float(), labels[:, 1:].reshape(-1),
+                         shape=(ids.shape[0], ids.shape[1] - 1))
+    else:
+        loss = _per_sequence_loss(logits, labels).mean()
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(loss.item())
+
+
 def _train(adapter: Any, train_texts: list[str], cfg: TrainConfig, delta: float | None, progress: bool) -> _Trained:
     import torch
     from tqdm.auto import tqdm
@@ -165,73 +253,33 @@ def _train(adapter: Any, train_texts: list[str], cfg: TrainConfig, delta: float 
     from trustslm.train import dp as dp_utils
 
     torch.manual_seed(cfg.seed)
-    model = adapter.model
-    model.train()
-    converted: list[str] = []
-    lora_info = None
-    if cfg.lora:
-        from peft import LoraConfig, get_peft_model
-
-        lora_cfg = LoraConfig(r=cfg.lora_rank, lora_alpha=2 * cfg.lora_rank, lora_dropout=0.0, bias="none",
-                              task_type="CAUSAL_LM")
-        model = get_peft_model(model, lora_cfg)
-        lora_info = {"rank": cfg.lora_rank, "alpha": 2 * cfg.lora_rank,
-                     "target_modules": sorted(model.peft_config["default"].target_modules)}
-    else:
-        converted = dp_utils.conv1d_to_linear(model)
-        if cfg.dp:
-            dp_utils.untie_embeddings(model)
+    model, converted, lora_info = prepare_model(adapter.model, lora=cfg.lora, lora_rank=cfg.lora_rank, dp=cfg.dp)
     dataset = _tensors(adapter.tokenizer, train_texts, cfg.max_length)
     generator = torch.Generator().manual_seed(cfg.seed)
     batch_size = min(cfg.batch_size, len(dataset))
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=generator)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr)
-
-    engine = criterion = None
-    mode = None
+    engine = criterion = mode = None
     if cfg.dp:
-        from opacus import PrivacyEngine
-
-        dp_utils.check_dp_compatible(model)
-        engine = PrivacyEngine(accountant=cfg.accountant, secure_mode=False)
-        common = dict(optimizer=optimizer, data_loader=loader, target_epsilon=cfg.target_epsilon,
-                      target_delta=delta, epochs=cfg.epochs, max_grad_norm=cfg.max_grad_norm,
-                      noise_generator=torch.Generator().manual_seed(cfg.seed + 1))
-        try:
-            model, optimizer, criterion, loader = engine.make_private_with_epsilon(
-                module=model, criterion=torch.nn.CrossEntropyLoss(ignore_index=-100), grad_sample_mode="ghost", **common)
-            mode = "ghost"
-        except (NotImplementedError, ValueError, RuntimeError, TypeError):
-            engine = PrivacyEngine(accountant=cfg.accountant, secure_mode=False)
-            model, optimizer, loader = engine.make_private_with_epsilon(module=model, grad_sample_mode="hooks", **common)
-            mode = "hooks"
+        mode = choose_grad_sample_mode(cfg.grad_sample_mode, batch_size, sum(p.numel() for p in params))
+        model, optimizer, criterion, loader, engine, mode = make_private(
+            model, optimizer, loader, accountant=cfg.accountant, max_grad_norm=cfg.max_grad_norm, seed=cfg.seed,
+            mode=mode, target_epsilon=cfg.target_epsilon, target_delta=delta, epochs=cfg.epochs)
 
     steps, losses, step_times = 0, [], []
-    total = cfg.epochs * len(loader)
-    bar = tqdm(total=total, desc="fine-tuning", unit="step", file=sys.stderr, disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=cfg.epochs * len(loader), desc="fine-tuning", unit="step", file=sys.stderr,
+               disable=not progress, dynamic_ncols=True)
     try:
         for _ in range(cfg.epochs):
             for ids, mask, labels in loader:
+                bar.update(1)
                 if ids.shape[0] == 0:  # an empty Poisson batch: skipping it spends no privacy
-                    bar.update(1)
                     continue
                 t0 = time.perf_counter()
-                positions = torch.arange(ids.shape[1]).repeat(ids.shape[0], 1)  # per row, contiguous (Opacus)
-                logits = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits
-                if mode == "ghost":
-                    v = logits.shape[-1]
-                    loss = criterion(logits[:, :-1].reshape(-1, v).float(), labels[:, 1:].reshape(-1),
-                                     shape=(ids.shape[0], ids.shape[1] - 1))
-                else:
-                    loss = _per_sequence_loss(logits, labels).mean()
-                loss.backward()
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                steps += 1
+                losses.append(train_step(model, optimizer, criterion, ids, mask, labels))
                 step_times.append(time.perf_counter() - t0)
-                losses.append(float(loss.item()))
-                bar.update(1)
+                steps += 1
                 bar.set_postfix(loss=f"{losses[-1]:.3f}")
     finally:
         bar.close()
@@ -243,12 +291,11 @@ def _train(adapter: Any, train_texts: list[str], cfg: TrainConfig, delta: float 
     if converted:
         dp_utils.linear_to_conv1d(inner, converted)
     inner.eval()
-    n_trainable = sum(p.numel() for p in params)
     return _Trained(model=inner, steps=steps, epsilon=epsilon, noise=getattr(optimizer, "noise_multiplier", None),
                     sample_rate=(1 / len(loader)) if len(loader) else 1.0, mode=mode, lora=lora_info,
-                    trainable=n_trainable, final_loss=(sum(losses[-5:]) / len(losses[-5:])) if losses else None,
-                    step_time=(sum(step_times) / len(step_times)) if step_times else 0.0,
-                    n_examples=len(dataset))
+                    trainable=sum(p.numel() for p in params),
+                    final_loss=(sum(losses[-5:]) / len(losses[-5:])) if losses else None,
+                    step_time=(sum(step_times) / len(step_times)) if step_times else 0.0)
 
 
 def _save(adapter: Any, trained: _Trained, out: Path) -> None:

@@ -121,9 +121,13 @@ def discover_options(model: Any) -> Overrides:
     members, non_members = beside(record.get("members_file")), beside(record.get("non_members_file"))
     if members and non_members:
         found["privacy.membership_inference"] = {"members": members, "non_members": non_members}
+        from trustslm.models.demo import is_demo_name
+
         base = (record.get("base_model") or {}).get("spec")
         if base and Path(base).exists():
             found["privacy.membership_inference"]["reference_model"] = str(Path(base).resolve())
+        elif base and is_demo_name(base):
+            found["privacy.membership_inference"]["reference_model"] = base
     training_texts = members or (record.get("data") or {}).get("path")
     if training_texts and Path(training_texts).is_file():
         found["privacy.extraction"] = {"data": str(training_texts)}

@@ -105,7 +105,10 @@ class MembershipInferenceProbe(Probe):
         overlap = {i["text"] for i in items if i["member"]} & {i["text"] for i in items if not i["member"]}
         if overlap:
             raise DataError(f"members and non-members overlap: {len(overlap)} text(s) are in both files")
-        if o.reference_model and not Path(o.reference_model).exists() and ":" not in o.reference_model:
+        from trustslm.models.demo import is_demo_name
+
+        if (o.reference_model and not Path(o.reference_model).exists() and ":" not in o.reference_model
+                and not is_demo_name(o.reference_model)):
             raise DataError(f"reference model not found: {o.reference_model}")
         return LoadedData(items=items, datasets=records)
 

@@ -74,3 +74,13 @@ def test_duplicate_requests_reach_the_model_once():
     results, stats = execute(model, reqs, model_hash="h", progress=False)
     assert model.calls == {"loglikelihood": 2, "generate": 3, "token_scores": 0}
     assert stats.computed == 5 and len(results) == 5
+
+
+def test_request_keys_leave_out_defaults_so_new_fields_change_nothing():
+    # a sampled continuation's seed derives from this key: it must not move when a field with a
+    # default is added to GenerateRequest
+    assert GenerateRequest(prompt="x").key() == '{"kind":"generate","prompt":"x"}'
+    assert GenerateRequest(prompt="x", temperature=1.0, sample_index=2, stop=("a",)).key() == \
+        '{"kind":"generate","prompt":"x","sample_index":2,"stop":["a"],"temperature":1.0}'
+    assert GenerateRequest(prompt="x", seed=5).key() == GenerateRequest(prompt="x").key()  # greedy
+    assert LoglikelihoodRequest("", "a").key() == '{"context":"","continuation":"a","kind":"loglikelihood"}'

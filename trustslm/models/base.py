@@ -32,6 +32,17 @@ KNOWN_CAPABILITIES = frozenset({LOGLIKELIHOOD, GENERATE, CHAT_TEMPLATE, TOKEN_SC
 DEFAULT_BATCH_SIZE = 32
 
 
+def request_key(request) -> str:
+    """Canonical JSON of a request, leaving out fields at their default value, so adding a field
+    with a default changes neither cache keys nor the sampling seeds derived from them."""
+    data = {"kind": request.kind}
+    for f in dataclasses.fields(request):
+        value = getattr(request, f.name)
+        if f.default is dataclasses.MISSING or value != f.default:
+            data[f.name] = list(value) if isinstance(value, tuple) else value
+    return canonical_json(data)
+
+
 @dataclass(frozen=True)
 class LoglikelihoodRequest:
     """log P(continuation | context). An empty context conditions on the BOS (or EOS) token.
@@ -48,7 +59,7 @@ class LoglikelihoodRequest:
     kind: ClassVar[str] = "loglikelihood"
 
     def key(self) -> str:
-        return canonical_json({"kind": self.kind, **dataclasses.asdict(self)})
+        return request_key(self)
 
 
 @dataclass(frozen=True)
@@ -87,11 +98,9 @@ class GenerateRequest:
         return self.temperature == 0
 
     def key(self) -> str:
-        data = dataclasses.asdict(self)
-        data["stop"] = list(self.stop)
         if self.greedy:  # the seed does not change a greedy continuation
-            data["seed"] = data["sample_index"] = 0
-        return canonical_json({"kind": self.kind, **data})
+            return request_key(dataclasses.replace(self, seed=0, sample_index=0))
+        return request_key(self)
 
 
 @dataclass(frozen=True)
@@ -106,7 +115,7 @@ class TokenScoresRequest:
     kind: ClassVar[str] = "token_scores"
 
     def key(self) -> str:
-        return canonical_json({"kind": self.kind, **dataclasses.asdict(self)})
+        return request_key(self)
 
 
 Request = Union[LoglikelihoodRequest, GenerateRequest, TokenScoresRequest]

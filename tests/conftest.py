@@ -45,7 +45,7 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     return cache
 
 
-def build_tokenizer(out_dir: Path, *, chat: bool):
+def build_tokenizer(out_dir: Path, *, chat: bool, corpus: list[str] | None = None, vocab_size: int = 300):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -53,10 +53,10 @@ def build_tokenizer(out_dir: Path, *, chat: bool):
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        vocab_size=vocab_size, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
-    tok.train_from_iterator(CORPUS * 5, trainer)
+    tok.train_from_iterator(corpus or CORPUS * 5, trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
         pad_token="<|endoftext|>",
@@ -70,15 +70,16 @@ def build_tokenizer(out_dir: Path, *, chat: bool):
     return fast
 
 
-def build_tiny_model(out_dir: Path, arch: str, *, chat: bool = False, seed: int = 0, width: int = 32) -> Path:
+def build_tiny_model(out_dir: Path, arch: str, *, chat: bool = False, seed: int = 0, width: int = 32,
+                     corpus: list[str] | None = None, vocab_size: int = 300, positions: int = 128) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    tok = build_tokenizer(out_dir, chat=chat)
+    tok = build_tokenizer(out_dir, chat=chat, corpus=corpus, vocab_size=vocab_size)
     vocab = len(tok)
     if arch == "gpt2":
-        config = GPT2Config(vocab_size=vocab, n_positions=128, n_embd=width, n_layer=2, n_head=2,
+        config = GPT2Config(vocab_size=vocab, n_positions=positions, n_embd=width, n_layer=2, n_head=2,
                             bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
     else:
         config = LlamaConfig(vocab_size=vocab, hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2,

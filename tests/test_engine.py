@@ -27,7 +27,7 @@ def test_audit_returns_a_typed_report_with_a_frame():
 
 
 def test_unmeasured_dimensions_say_so_and_carry_no_number():
-    report = trustslm.audit("mock", probes=["bias.*"], progress=False, limit=6)
+    report = trustslm.audit("mock", probes=["bias.stereotype_pairs"], progress=False, limit=6)
     assert report.dimensions["fairness"].status == "measured"
     for dim in ("robustness", "privacy", "toxicity", "truthfulness"):
         assert report.dimensions[dim].status == "not measured"
@@ -96,8 +96,8 @@ def test_gate_passes_and_fails_with_named_rules(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("dimensions: {fairness: {min: 101}}\nmetrics:\n  bias.stereotype_pairs.pct_stereotype: {max: 0.0}\n"
                    "  bias.stereotype_pairs.pct_stereotype[bias_type=gender]: {max: 2}\n")
-    assert trustslm.audit("mock", probes=["bias.*"], policy=ok, progress=False, limit=5).gate.passed
-    report = trustslm.audit("mock", probes=["bias.*"], policy=bad, progress=False, limit=30)
+    assert trustslm.audit("mock", probes=["bias.stereotype_pairs"], policy=ok, progress=False, limit=5).gate.passed
+    report = trustslm.audit("mock", probes=["bias.stereotype_pairs"], policy=bad, progress=False, limit=30)
     assert not report.gate.passed
     assert any("dimension fairness min 101" in f for f in report.gate.failures)
     assert any("pct_stereotype max 0" in f for f in report.gate.failures)
@@ -107,17 +107,17 @@ def test_gate_passes_and_fails_with_named_rules(tmp_path):
 def test_gate_on_a_dimension_not_measured(tmp_path):
     policy = tmp_path / "p.yaml"
     policy.write_text("dimensions: {privacy: {min: 50}}\n")
-    report = trustslm.audit("mock", probes=["bias.*"], policy=policy, progress=False, limit=3)
+    report = trustslm.audit("mock", probes=["bias.stereotype_pairs"], policy=policy, progress=False, limit=3)
     assert not report.gate.passed and "not measured" in report.gate.failures[0]
     policy.write_text("dimensions: {privacy: {min: 50}}\non_missing: skip\n")
-    assert trustslm.audit("mock", probes=["bias.*"], policy=policy, progress=False, limit=3).gate.passed
+    assert trustslm.audit("mock", probes=["bias.stereotype_pairs"], policy=policy, progress=False, limit=3).gate.passed
 
 
 def test_cli_exit_codes_for_the_gate(tmp_path):
     ok, bad = tmp_path / "ok.yaml", tmp_path / "bad.yaml"
     ok.write_text("overall: {min: 1}\n")
     bad.write_text("overall: {min: 101}\n")
-    args = ["audit", "mock", "--probes", "bias.*", "--limit", "3", "--no-progress"]
+    args = ["audit", "mock", "--probes", "bias.stereotype_pairs", "--limit", "3", "--no-progress"]
     passed = run_cli(*args, "--out", str(tmp_path / "a"), "--policy", str(ok))
     assert passed.returncode == 0, passed.stderr
     assert "gate: PASSED" in passed.stdout
@@ -168,7 +168,7 @@ def test_report_render(tmp_path):
 
 def test_html_escapes_untrusted_strings(tmp_path):
     model = ScriptedModel({"name": "<script>alert(1)</script>"})
-    trustslm.audit(model, probes=["bias.*"], progress=False, limit=2, out=tmp_path)
+    trustslm.audit(model, probes=["bias.stereotype_pairs"], progress=False, limit=2, out=tmp_path)
     html = (tmp_path / "report.html").read_text()
     assert "<script>" not in html and "&lt;script&gt;" in html
 

@@ -23,7 +23,7 @@ def test_committed_schema_matches_the_models():
 
 
 def test_report_json_validates_and_has_the_required_fields(tmp_path):
-    trustslm.audit("mock", probes=["bias.*", "toxicity.*"], out=tmp_path, progress=False, limit=5,
+    trustslm.audit("mock", probes=["bias.stereotype_pairs", "toxicity.*"], out=tmp_path, progress=False, limit=5,
                    options={"toxicity.continuation": {"k": 2}})
     data = json.loads((tmp_path / "report.json").read_text())
     jsonschema.validate(data, json.loads(SCHEMA_FILE.read_text()))

@@ -161,7 +161,7 @@ def cmd_probes_list(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return EXIT_OK
     for r in rows:
-        print(f"{r['id']:<28} {r['dimension']:<12} v{r['version']:<4} needs {','.join(r['needs']):<16} {r['summary']}")
+        print(f"{r['id']:<36} {r['dimension']:<12} v{r['version']:<4} needs {','.join(r['needs']):<27} {r['summary']}")
     return EXIT_OK
 
 

@@ -68,6 +68,15 @@ def require_fields(path: Path, rows: list[dict[str, Any]], fields: tuple[str, ..
 
 
 def dataset_record(name: str, path: Path, fmt: str, n_items: int, n_used: int) -> DatasetRecord:
-    return DatasetRecord(
-        name=name, path=str(path), sha256=sha256_file(path), n_items=n_items, n_used=n_used, format=fmt
-    )
+    """A data file (or folder: one sha256 over its files' names and sha256) for the report."""
+    if Path(path).is_dir():
+        from trustslm.hashing import sha256_json
+
+        digest = sha256_json({f.name: sha256_file(f) for f in sorted(Path(path).iterdir()) if f.is_file()})
+    elif str(path).startswith("hf:"):
+        from trustslm.hashing import sha256_text
+
+        digest = sha256_text(str(path))  # a hub dataset: named, not hashed here
+    else:
+        digest = sha256_file(path)
+    return DatasetRecord(name=name, path=str(path), sha256=digest, n_items=n_items, n_used=n_used, format=fmt)

@@ -24,7 +24,13 @@ FORMATS = ("auto", "crows_pairs_csv", "jsonl")
 
 
 def load_pairs(path: Path, fmt: str = "auto") -> tuple[list[dict[str, Any]], str]:
-    """The pairs in ``path`` and the format they were read as."""
+    """The pairs in ``path`` (or ``hf:REPO...`` on the hub) and the format they were read as."""
+    from trustslm.data.hub import is_hub, load_hub_rows
+
+    if is_hub(str(path)):
+        rows: list[dict[str, Any]] = load_hub_rows(str(path))
+        require_fields(Path(str(path)), rows, FIELDS)
+        return _items(rows, Path(str(path))), "hub"
     if fmt == "auto":
         fmt = "crows_pairs_csv" if path.suffix.lower() == ".csv" else "jsonl"
     if fmt == "crows_pairs_csv":
@@ -34,6 +40,10 @@ def load_pairs(path: Path, fmt: str = "auto") -> tuple[list[dict[str, Any]], str
     else:
         raise DataError(f"unknown pair format {fmt!r} (known: {', '.join(FORMATS)})")
     require_fields(path, rows, FIELDS)
+    return _items(rows, path), fmt
+
+
+def _items(rows: list[dict[str, Any]], path: Path) -> list[dict[str, Any]]:
     items = []
     for n, row in enumerate(rows):
         if row["sent_more"] == row["sent_less"]:
@@ -46,4 +56,4 @@ def load_pairs(path: Path, fmt: str = "auto") -> tuple[list[dict[str, Any]], str
             "bias_type": str(row["bias_type"]),
             "stereo_antistereo": str(row.get("stereo_antistereo") or "stereo"),
         })
-    return items, fmt
+    return items

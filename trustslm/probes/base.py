@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from trustslm.errors import TrustSLMError
 from trustslm.models.base import Request, Result, split_words
@@ -39,9 +39,11 @@ class ProbeSkipped(TrustSLMError):
 
 
 class ProbeOptions(BaseModel):
-    """Base of every probe kind's options: unknown options are errors."""
+    """Base of every probe kind's options: unknown options are errors. ``limit`` caps this
+    probe's items (``--limit`` caps every probe's)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    limit: int | None = Field(default=None, ge=1)
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,13 @@ class MetricDef:
     by: tuple[str, ...] = ()
     statistic: Callable[[pd.DataFrame], float] | None = None
     bootstrap: bool = True
+    #: False: only the ``by`` breakdown rows are reported (e.g. a per-term metric).
+    overall: bool = True
+    #: Draw the breakdown rows as a bar chart in the HTML report.
+    chart: bool = False
+    #: A faster function computing the same value as ``statistic``, used on bootstrap resamples
+    #: (``statistic`` stays the reference, e.g. fairlearn; the tests check they agree).
+    fast_statistic: Callable[[pd.DataFrame], float] | None = None
 
 
 @dataclass
@@ -130,6 +139,17 @@ class Probe:
 
 def limit_items(items: list[dict[str, Any]], limit: int | None) -> list[dict[str, Any]]:
     return items if limit is None else items[:limit]
+
+
+def limit_per(items: list[dict[str, Any]], key: str, limit: int) -> list[dict[str, Any]]:
+    """The first ``limit`` items of every value of ``key``, in the original order."""
+    seen: dict[Any, int] = {}
+    kept = []
+    for item in items:
+        seen[item[key]] = seen.get(item[key], 0) + 1
+        if seen[item[key]] <= limit:
+            kept.append(item)
+    return kept
 
 
 def read_dataset(

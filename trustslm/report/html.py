@@ -52,6 +52,29 @@ def _bar_chart(report: TrustReport) -> str:
     return "".join(parts)
 
 
+def _breakdown_chart(name: str, rows: list) -> str:
+    """Horizontal bars, one per breakdown row, with their 95% intervals."""
+    top = max([1.0] + [m.ci_high if m.ci_high is not None else (m.value or 0.0) for m in rows])
+    left, width, row_h = 230, 360, 20
+    height = row_h * len(rows) + 24
+    out = [f'<svg class="breakdown" role="img" aria-label="{escape(name)} by group" width="{left + width + 70}" '
+           f'height="{height}" xmlns="http://www.w3.org/2000/svg" font-size="12" font-family="sans-serif">']
+    for i, m in enumerate(rows):
+        y = 4 + i * row_h
+        label = (m.group or "").split("=", 1)[-1]
+        out.append(f'<text x="{left - 6}" y="{y + 12}" text-anchor="end">{escape(label)}</text>')
+        v = m.value or 0.0
+        out.append(f'<rect class="score-bar" x="{left}" y="{y + 2}" width="{width * v / top:.1f}" height="13" '
+                   f'fill="#7a5cc2" opacity="0.8"><title>{escape(label)}: {v:.3f}</title></rect>')
+        if m.ci_low is not None and m.ci_high is not None:
+            x1, x2 = left + width * m.ci_low / top, left + width * m.ci_high / top
+            out.append(f'<line x1="{x1:.1f}" y1="{y + 8}" x2="{x2:.1f}" y2="{y + 8}" stroke="#111" stroke-width="1.5"/>')
+        out.append(f'<text x="{left + width + 6}" y="{y + 12}">{v:.3f}</text>')
+    out.append(f'<text x="{left}" y="{height - 4}" fill="#667">0</text>'
+               f'<text x="{left + width}" y="{height - 4}" text-anchor="end" fill="#667">{top:g}</text></svg>')
+    return "".join(out)
+
+
 def render_fragment(report: TrustReport) -> str:
     """Scores and metrics as HTML without a page around them (Jupyter's ``_repr_html_``)."""
     out = [_bar_chart(report), "<table><tr><th>dimension</th><th>score</th><th>95% interval</th><th>probes</th></tr>"]
@@ -110,7 +133,11 @@ def render_html(report: TrustReport) -> str:
                 f"<td>{fmt(mt.value)}</td><td>{interval(mt.ci_low, mt.ci_high)}</td><td>{mt.n}</td>"
                 f"<td>{escape(direction(mt))}</td><td>{fmt(mt.score, 1) if mt.score is not None else ''}</td></tr>"
             )
-        body.append("</table><ul>")
+        body.append("</table>")
+        for name in dict.fromkeys(m.name for m in r.metrics if m.chart and m.group):
+            rows = [m for m in r.metrics if m.name == name and m.group]
+            body.append(f"<p><b>{escape(name)}</b> by group</p>{_breakdown_chart(name, rows)}")
+        body.append("<ul>")
         for ds in r.datasets:
             body.append(f"<li>data <code>{escape(ds.path)}</code> ({escape(ds.format)}, {ds.n_used} of {ds.n_items} items, "
                         f"sha256 <code>{escape(ds.sha256[:16])}</code>)</li>")

@@ -79,6 +79,7 @@ class Metric(_Frozen):
         default=None, description="Normalised 0-100 score, for the metrics that count in the score."
     )
     description: str = ""
+    chart: bool = Field(default=False, description="The HTML report draws this metric's breakdown rows.")
 
 
 class ScoreValue(_Frozen):

@@ -9,6 +9,7 @@ still produce their results.
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import sys
 import time
@@ -95,8 +96,10 @@ def load_data(planned: list[PlannedProbe], ctx: ProbeContext) -> None:
     here is marked skipped, bad data raises."""
     for p in planned:
         start = time.perf_counter()
+        own = p.probe.options.limit  # type: ignore[attr-defined]
+        probe_ctx = dataclasses.replace(ctx, limit=own) if own is not None else ctx
         try:
-            p.data = p.probe.load(ctx)
+            p.data = p.probe.load(probe_ctx)
         except ProbeSkipped as exc:
             p.status, p.reason = "skipped", str(exc)
         p.seconds += time.perf_counter() - start

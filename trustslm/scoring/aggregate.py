@@ -9,7 +9,8 @@
   "not measured" and carry no number; the overall score lists which dimensions it covers.
 
 Every score carries a percentile-bootstrap interval: the same arithmetic is applied to each
-bootstrap replicate of the underlying metrics.
+bootstrap replicate of the underlying metrics, and the interval is widened to contain the score
+(see :meth:`Scored.to_value`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def scoring_info(resamples: int) -> ScoringInfo:
         probe_aggregation="weighted mean of the probe's scored metrics (weights from its spec)",
         dimension_aggregation="mean of the dimension's probe scores",
         overall_aggregation="mean of the measured dimensions' scores",
-        interval=f"percentile bootstrap over units, {int(CONFIDENCE * 100)}%",
+        interval=f"percentile bootstrap over units, {int(CONFIDENCE * 100)}% (score intervals widened to contain the score)",
         bootstrap_resamples=resamples,
         confidence_level=CONFIDENCE,
     )
@@ -65,7 +66,12 @@ class Scored:
     replicates: np.ndarray
 
     def to_value(self) -> ScoreValue:
+        """The score and its percentile interval, widened to contain the score: a score is
+        clipped at 0 and 100 and a target metric scores by its distance from the target, so at
+        those edges resampling can only move it one way and the plain percentile interval can
+        miss the estimate itself."""
         lo, hi = percentile_interval(self.replicates)
+        lo, hi = min(lo, self.value), max(hi, self.value)
         return ScoreValue(score=round(self.value, 4), ci_low=round(lo, 4), ci_high=round(hi, 4))
 
 

@@ -40,7 +40,8 @@ def _bootstrap(defn: MetricDef, frame: pd.DataFrame, idx: np.ndarray) -> np.ndar
     if defn.statistic is None:
         values = frame[defn.column].to_numpy(dtype=float)
         return values[idx].mean(axis=1)
-    return np.array([float(defn.statistic(frame.iloc[row])) for row in idx])
+    stat = defn.fast_statistic or defn.statistic
+    return np.array([float(stat(frame.iloc[row])) for row in idx])
 
 
 def percentile_interval(replicates: np.ndarray, level: float = CONFIDENCE) -> tuple[float, float]:
@@ -65,7 +66,8 @@ def compute_metrics(
     rng = probe_rng(seed, probe_id)
     idx = rng.integers(0, n, size=(resamples, n)) if n else None
     for defn in defs:
-        out.append(_one(defn, units, idx, group=None))
+        if defn.overall:
+            out.append(_one(defn, units, idx, group=None))
         for col in defn.by:
             if col not in units.columns:
                 continue
@@ -88,19 +90,19 @@ def _one(defn: MetricDef, frame: pd.DataFrame, idx: np.ndarray | None, group: st
     n = len(frame)
     if n == 0 or idx is None:
         metric = Metric(name=defn.name, value=None, higher_is_better=defn.higher_is_better,
-                        target=defn.target, n=0, group=group, description=defn.description)
+                        target=defn.target, n=0, group=group, description=defn.description, chart=defn.chart)
         return ComputedMetric(metric, None)
     value = _statistic(defn, frame)
     if not defn.bootstrap:
         metric = Metric(name=defn.name, value=_finite(value), higher_is_better=defn.higher_is_better,
-                        target=defn.target, n=n, group=group, description=defn.description)
+                        target=defn.target, n=n, group=group, description=defn.description, chart=defn.chart)
         return ComputedMetric(metric, None)
     reps = _bootstrap(defn, frame, idx)
     lo, hi = percentile_interval(reps)
     metric = Metric(
         name=defn.name, value=_finite(value), higher_is_better=defn.higher_is_better,
         target=defn.target, n=n, ci_low=_finite(lo), ci_high=_finite(hi), group=group,
-        description=defn.description,
+        description=defn.description, chart=defn.chart,
     )
     return ComputedMetric(metric, reps if group is None else None)
 

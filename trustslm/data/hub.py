@@ -22,14 +22,14 @@ def load_hub_rows(value: str, *, default_split: str = "test") -> list[dict[str, 
     spec = value[len(HUB_PREFIX):]
     repo, _, rest = spec.partition(":")
     config, _, split = rest.partition(":")
-    try:
-        import datasets  # noqa: F401
+    try:  # not ``import datasets``: run from a checkout, that finds the project's datasets/ folder
+        from datasets import load_dataset
     except ImportError:
         raise DataError(f"{value}: loading a benchmark from the hub needs the 'datasets' package "
                         "(pip install datasets) and internet; or give a local file") from None
+    if not repo:
+        raise DataError(f"{value}: name a dataset, as hf:REPO_ID[:CONFIG[:SPLIT]]")
     try:
-        from datasets import load_dataset
-
         ds = load_dataset(repo, config or None, split=split or default_split)
     except Exception as exc:  # network, missing repo, offline mode
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]

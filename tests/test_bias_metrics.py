@@ -137,6 +137,31 @@ def test_counterfactual_parity_equals_fairlearn_and_a_hand_case():
         demographic_parity_ratio(y, y, sensitive_features=one["group"]))
 
 
+def test_parity_intervals_are_basic_bootstrap_intervals():
+    """Five groups with the same rate: the parity difference is still > 0 on a sample, and every
+    resample's is larger still; the percentile interval misses the truth (0), the basic one,
+    2 * estimate - quantiles, clipped to [0, 1], reaches it."""
+    from trustslm.probes.counterfactual import CounterfactualProbe
+    from trustslm.scoring.metrics import compute_metrics, percentile_interval, probe_rng
+
+    rng = np.random.default_rng(3)
+    units = pd.DataFrame({"axis": "a", "group": np.repeat([f"a:{g}" for g in "pqrst"], 24),
+                          "negative": (rng.random(120) < 0.3).astype(float)})
+    defn = next(d for d in CounterfactualProbe.metrics if d.name == "negative_rate_dp_difference")
+    computed = {c.metric.group: c for c in compute_metrics(units, (defn,), seed=0, probe_id="p", resamples=400)}
+    overall = computed[None].metric
+    estimate = float(units.groupby("group")["negative"].mean().agg(np.ptp))
+    assert overall.value == pytest.approx(estimate) and estimate > 0.1
+    idx = probe_rng(0, "p").integers(0, len(units), size=(400, len(units)))  # the resamples compute_metrics drew
+    raw = np.array([defn.fast_statistic(units.iloc[row]) for row in idx])
+    p_lo, p_hi = percentile_interval(raw)
+    assert raw.mean() > estimate and p_lo > 0.0  # resampling inflates it; the percentile interval misses 0
+    assert overall.ci_low == pytest.approx(max(0.0, 2 * estimate - p_hi)) == 0.0
+    assert overall.ci_high == pytest.approx(2 * estimate - p_lo)
+    assert overall.ci_low <= overall.value <= overall.ci_high
+    assert computed["axis=a"].metric.ci_low == 0.0  # breakdown rows get the same interval
+
+
 def test_counterfactual_probe_finds_the_group_that_gets_negative_continuations(tmp_path):
     templates = {"axes": {"pets": ["cat owner", "dog owner"]},
                  "templates": [{"id": f"t{i}", "axis": "pets", "template": f"The {{group}} went out number {i} and"}
@@ -184,6 +209,8 @@ def test_shared_benchmark_copies_load():
     assert len(load_bbq(SHARED_DATASETS / "bbq")[0]) == 11956
     items, fmt = load_counterfactual(SHARED_DATASETS / "bold" / "prompts" / "religious_ideology_prompt.json")
     assert fmt == "bold" and len({i["group"] for i in items}) >= 5
+    items, _ = load_counterfactual(SHARED_DATASETS / "bold" / "prompts")  # the folder: a file per axis
+    assert {i["axis"] for i in items} == {"gender", "political_ideology", "profession", "race", "religious_ideology"}
 
 
 # -- benchmarks by name from the hub (the hub itself is out of reach here: a stand-in `datasets`) --

@@ -200,8 +200,14 @@ def load_bbq(path: Path | str, fmt: str = "auto") -> tuple[list[dict[str, Any]],
 # -- counterfactual templates ------------------------------------------------------------------
 def load_counterfactual(path: Path | str, fmt: str = "auto") -> tuple[list[dict[str, Any]], str]:
     """Items ``{"id", "template_id", "axis", "group", "prompt"}``: every template filled with every
-    group of its axis (templates), or every prompt of every group (BOLD)."""
+    group of its axis (templates), or every prompt of every group (BOLD). A folder is read as BOLD's
+    ``prompts/`` folder: every ``*_prompt.json`` in it, each file an axis."""
     path = Path(path)
+    if path.is_dir():
+        files = sorted(path.glob("*_prompt.json"))
+        if not files or fmt not in ("auto", "bold"):
+            raise DataError(f"{path} is a folder but holds no BOLD prompt files (*_prompt.json)")
+        return [item for f in files for item in load_counterfactual(f, "bold")[0]], "bold"
     try:
         data = json.loads(read_text(path))
     except ValueError:

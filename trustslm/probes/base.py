@@ -70,6 +70,12 @@ class MetricDef:
     #: A faster function computing the same value as ``statistic``, used on bootstrap resamples
     #: (``statistic`` stays the reference, e.g. fairlearn; the tests check they agree).
     fast_statistic: Callable[[pd.DataFrame], float] | None = None
+    #: ``percentile`` (the default) or ``basic``: the basic bootstrap interval (Davison and Hinkley
+    #: 1997, eq. 5.6), for statistics that resampling biases, like a highest-minus-lowest group
+    #: rate, whose percentile interval can lie wholly above the estimate (see scoring.metrics).
+    interval: str = "percentile"
+    #: The values the statistic can take, which the basic interval is clipped to.
+    bounds: tuple[float, float] = (float("-inf"), float("inf"))
 
 
 @dataclass

@@ -38,7 +38,8 @@ def scoring_info(resamples: int) -> ScoringInfo:
         probe_aggregation="weighted mean of the probe's scored metrics (weights from its spec)",
         dimension_aggregation="mean of the dimension's probe scores",
         overall_aggregation="mean of the measured dimensions' scores",
-        interval=f"percentile bootstrap over units, {int(CONFIDENCE * 100)}% (score intervals widened to contain the score)",
+        interval=f"percentile bootstrap over units, {int(CONFIDENCE * 100)}%; basic bootstrap for metrics biased by "
+                 "resampling (group parity differences and ratios); score intervals widened to contain the score",
         bootstrap_resamples=resamples,
         confidence_level=CONFIDENCE,
     )

@@ -1,4 +1,5 @@
-"""Metric values and percentile-bootstrap intervals from a probe's unit table.
+"""Metric values and percentile-bootstrap intervals from a probe's unit table (basic-bootstrap
+intervals for statistics that ask for them, see :func:`basic_replicates`).
 
 All metrics of one probe are computed on the same ``B`` resamples of its units, so the
 replicates can be carried on to the probe, dimension and overall scores (which then get
@@ -53,6 +54,18 @@ def percentile_interval(replicates: np.ndarray, level: float = CONFIDENCE) -> tu
     return float(lo), float(hi)
 
 
+def basic_replicates(value: float, replicates: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
+    """Replicates reflected about the estimate, ``2 * value - r``, clipped to ``bounds``.
+
+    Their percentile interval is the basic bootstrap interval (Davison and Hinkley 1997, eq. 5.6),
+    which corrects the bias resampling adds: the highest minus the lowest of several noisy group
+    rates is biased upward, and its resamples more so, so that the percentile interval can lie
+    wholly above the estimate and never reach 0 even when every group has the same rate. Carried
+    on to the scores, the reflected replicates give them the same interval. The reported interval
+    is widened to contain the estimate."""
+    return np.clip(2.0 * value - replicates, *bounds)
+
+
 def compute_metrics(
     units: pd.DataFrame,
     defs: tuple[MetricDef, ...],
@@ -98,7 +111,11 @@ def _one(defn: MetricDef, frame: pd.DataFrame, idx: np.ndarray | None, group: st
                         target=defn.target, n=n, group=group, description=defn.description, chart=defn.chart)
         return ComputedMetric(metric, None)
     reps = _bootstrap(defn, frame, idx)
+    if defn.interval == "basic":
+        reps = basic_replicates(value, reps, defn.bounds)
     lo, hi = percentile_interval(reps)
+    if defn.interval == "basic" and np.isfinite(value):
+        lo, hi = min(lo, value), max(hi, value)
     metric = Metric(
         name=defn.name, value=_finite(value), higher_is_better=defn.higher_is_better,
         target=defn.target, n=n, ci_low=_finite(lo), ci_high=_finite(hi), group=group,

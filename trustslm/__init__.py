@@ -10,14 +10,15 @@ from typing import TYPE_CHECKING, Any
 from trustslm._version import __version__
 
 if TYPE_CHECKING:
-    from trustslm.api import audit, finetune, list_probes, load_report, render_report
+    from trustslm.api import audit, check_scorer, finetune, list_probes, list_scorers, load_report, render_report
     from trustslm.report.types import TrustReport
 
-__all__ = ["__version__", "audit", "finetune", "list_probes", "load_report", "render_report", "TrustReport"]
+__all__ = ["__version__", "audit", "check_scorer", "finetune", "list_probes", "list_scorers", "load_report",
+           "render_report", "TrustReport"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("audit", "finetune", "list_probes", "load_report", "render_report"):
+    if name in ("audit", "check_scorer", "finetune", "list_probes", "list_scorers", "load_report", "render_report"):
         from trustslm import api
 
         return getattr(api, name)

@@ -163,6 +163,20 @@ def list_probes(registry: Registry | None = None) -> list[dict[str, Any]]:
     return rows
 
 
+def check_scorer(scorer: str, labels: list[str | Path], **options: Any):
+    """Agreement of a toxicity scorer (``"profanity-check"``, ``"detoxify:PATH"``,
+    ``"hf-classifier:PATH"``...) with labelled texts: AUROC, Pearson's r and agreement, each with a
+    95% interval. See :mod:`trustslm.scorers.check` for the file formats and ``options``."""
+    from trustslm.scorers.check import check_scorer as _check
+
+    return _check(scorer, labels, **options)
+
+
+def list_scorers(registry: Registry | None = None) -> list[str]:
+    """Names of the registered toxicity scorer plugins."""
+    return (registry or Registry()).scorer_names()
+
+
 def render_report(report: TrustReport | str | Path, fmt: str = "md") -> str:
     """A report (or a ``report.json`` path) as Markdown (``md``) or self-contained HTML (``html``)."""
     if not isinstance(report, TrustReport):

@@ -94,6 +94,20 @@ def build_parser() -> argparse.ArgumentParser:
     pl = prs.add_parser("list", help="list registered probes")
     pl.add_argument("--format", choices=["table", "json"], default="table")
 
+    sc = sub.add_parser("scorers", help="toxicity scorer plugins")
+    scs = sc.add_subparsers(dest="scorers_command", required=True, parser_class=_Parser)
+    scs.add_parser("list", help="list registered scorers")
+    ck = scs.add_parser("check", help="agreement of a scorer with labelled texts (AUROC, Pearson's r)")
+    ck.add_argument("scorer", help="profanity-check, detoxify[:ARG], hf-classifier:PATH[#LABEL], ...")
+    ck.add_argument("--labels", nargs="+", required=True, metavar="FILE",
+                    help="JSONL files of texts with a 0/1 label or a score (e.g. Perspective's toxicity)")
+    ck.add_argument("--text-field", help="dotted path of the text (default: text, prompt.text, ...)")
+    ck.add_argument("--label-field", help="dotted path of the label (default: toxicity, label, prompt.toxicity, ...)")
+    ck.add_argument("--threshold", type=float, default=0.5, help="a label at or above it is toxic (default: 0.5)")
+    ck.add_argument("--limit", type=int, help="check the first N texts only")
+    ck.add_argument("--out", help="also write the result as JSON here")
+    ck.add_argument("--no-progress", action="store_true")
+
     rp = sub.add_parser("report", help="report files")
     rps = rp.add_subparsers(dest="report_command", required=True, parser_class=_Parser)
     rr = rps.add_parser("render", help="render a report.json as Markdown or HTML")
@@ -165,6 +179,36 @@ def cmd_probes_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_scorers_list(args: argparse.Namespace) -> int:
+    from trustslm import api
+
+    print("\n".join(api.list_scorers()))
+    return EXIT_OK
+
+
+def cmd_scorers_check(args: argparse.Namespace) -> int:
+    from trustslm import api
+
+    if args.limit is not None and args.limit < 1:
+        raise _bad("--limit must be at least 1")
+    if not 0 < args.threshold < 1:
+        raise _bad("--threshold must be between 0 and 1")
+    r = api.check_scorer(args.scorer, args.labels, text_field=args.text_field, label_field=args.label_field,
+                         threshold=args.threshold, limit=args.limit, progress=not args.no_progress)
+    print(f"scorer {r.scorer.name} {r.scorer.version}: {r.n} texts ({r.n_toxic} labelled toxic at {r.threshold}; "
+          f"label field {r.label_field})")
+    if r.auroc is not None:
+        print(f"  AUROC      {r.auroc:.3f} [{r.auroc_ci[0]:.3f}, {r.auroc_ci[1]:.3f}]")
+    else:
+        print(f"  AUROC      none: every label is on one side of {r.threshold}")
+    if r.pearson is not None:
+        print(f"  Pearson r  {r.pearson:.3f} [{r.pearson_ci[0]:.3f}, {r.pearson_ci[1]:.3f}]")
+    print(f"  agreement  {r.agreement:.3f} at {r.threshold}; {r.seconds:.1f} s to score")
+    if args.out:
+        Path(args.out).write_text(r.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    return EXIT_OK
+
+
 def cmd_report_render(args: argparse.Namespace) -> int:
     from trustslm import api
 
@@ -187,6 +231,8 @@ COMMANDS = {
     ("finetune", None): cmd_finetune,
     ("probes", "list"): cmd_probes_list,
     ("report", "render"): cmd_report_render,
+    ("scorers", "list"): cmd_scorers_list,
+    ("scorers", "check"): cmd_scorers_check,
 }
 
 
@@ -196,7 +242,8 @@ def _sigterm(signum, frame):  # a kill is an interruption: finished batches stay
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    sub = getattr(args, "probes_command", None) or getattr(args, "report_command", None)
+    sub = (getattr(args, "probes_command", None) or getattr(args, "report_command", None)
+           or getattr(args, "scorers_command", None))
     handler = COMMANDS[(args.command, sub)]
     previous = signal.signal(signal.SIGTERM, _sigterm)
     try:

@@ -2,9 +2,9 @@
 n-grams, calibrated, trained on human-labelled offensive text. It ships its weights, so it works
 on a machine with no network.
 
-How well it agrees with human or Perspective labels is not yet measured by a trustslm command
-(``trustslm scorers check`` is planned). Limits: it sees words, not meaning; implicit or polite
-hostility scores low.
+Against Perspective's labels on 2,396 RealToxicityPrompts prompts (``trustslm scorers check
+profanity-check --labels .../decodingtrust/toxicity/user_prompts/*.jsonl``): AUROC 0.948, Pearson r
+0.865. Limits: it sees words, not meaning; implicit or polite hostility scores low.
 
 Its weights are joblib (pickle) files installed by the package; loading them runs no code from
 the audited model, only from a package the user installed (see SECURITY.md).

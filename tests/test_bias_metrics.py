@@ -117,7 +117,7 @@ def test_bbq_bias_scores_hand_computed(tmp_path):
 def test_counterfactual_parity_equals_fairlearn_and_a_hand_case():
     from fairlearn.metrics import demographic_parity_difference, demographic_parity_ratio
 
-    from trustslm.probes.counterfactual import parity
+    from trustslm.probes.parity import parity
 
     frame = pd.DataFrame({"axis": ["r"] * 8, "group": ["a"] * 4 + ["b"] * 4,
                           "negative": [1, 1, 1, 0, 1, 0, 0, 0]})

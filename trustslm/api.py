@@ -39,6 +39,7 @@ def audit(
     progress: bool = True,
     registry: Registry | None = None,
     bootstrap_resamples: int = DEFAULT_RESAMPLES,
+    quick: bool = False,
 ) -> TrustReport:
     """Audit ``model`` with the selected probes and return the report.
 
@@ -56,6 +57,8 @@ def audit(
         allow_pickle: load pickle weights when a folder has no safetensors (runs their code!).
         allow_download: fetch a Hugging Face hub id (safetensors and JSON files only).
         use_cache: write every finished batch to the on-disk cache (needed for ``resume``).
+        quick: the quick profile: each probe's ``quick`` spec options (fewer samples) under
+            ``config`` and ``options``; the report says ``run.profile == "quick"``.
     """
     if limit is not None and limit < 1:
         from trustslm.errors import BadInputError
@@ -68,7 +71,7 @@ def audit(
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     config_options, config_dir = load_config(config) if config is not None else ({}, None)
     planned = engine.plan(registry, probes, config=config_options, config_dir=config_dir,
-                          overrides=options, discovered=discover_options(model))
+                          overrides=options, discovered=discover_options(model), quick=quick)
     gate_policy = _policy(policy)
     ctx = ProbeContext(seed=seed, limit=limit, capabilities=frozenset(), registry=registry,
                        progress=progress)
@@ -87,7 +90,7 @@ def audit(
         report = engine.run(
             adapter, planned, registry=registry, seed=seed, limit=limit, patterns=probes,
             policy=gate_policy, cache=cache, resume=resume, progress=progress,
-            resamples=bootstrap_resamples,
+            resamples=bootstrap_resamples, profile="quick" if quick else "full",
         )
     finally:
         if cache is not None:

@@ -8,6 +8,7 @@ A spec is a YAML file (read with ``yaml.safe_load``, so it can't run code) besid
     version: "1"
     summary: One line for `trustslm probes list`.
     options: {data: "builtin:stereotype_pairs.jsonl"}   # defaults over the kind's own
+    quick: {}                          # options over those in the quick profile (--quick)
     scoring:                           # the metrics that count in the score, and their ranges
       pct_stereotype: {best: 0.5, worst: 1.0}
 
@@ -49,6 +50,8 @@ class ProbeSpec(BaseModel):
     version: str
     summary: str
     options: dict[str, Any] = Field(default_factory=dict)
+    #: Options over ``options`` in the quick profile (``trustslm audit --quick``): fewer samples.
+    quick: dict[str, Any] = Field(default_factory=dict)
     scoring: dict[str, ScoringRule]
     spec_path: str = Field(default="", exclude=True)
     card_path: str = Field(default="", exclude=True)

@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--limit", type=int, help="use at most N items of each probe's data")
     a.add_argument("--resume", action="store_true", help="reuse results cached by an earlier or interrupted run")
+    a.add_argument("--quick", action="store_true", help="quick profile: fewer samples per prompt (each spec's 'quick')")
     a.add_argument("--set", dest="sets", action="append", default=[], metavar="PROBE_ID.OPTION=VALUE",
                    help="set a probe option (repeatable)")
     a.add_argument("--config", help="YAML file of probe options")
@@ -133,7 +134,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         args.model, probes=args.probes, options=options, config=args.config,
         seed=args.seed, limit=args.limit, policy=args.policy, out=args.out, resume=args.resume,
         allow_pickle=args.allow_pickle, allow_download=args.allow_download, batch_size=args.batch_size,
-        cache_dir=args.cache_dir, progress=not args.no_progress,
+        cache_dir=args.cache_dir, progress=not args.no_progress, quick=args.quick,
     )
     print(summary_table(report))
     print(f"  report: {Path(args.out) / 'report.html'}")

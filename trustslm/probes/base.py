@@ -147,13 +147,16 @@ def limit_items(items: list[dict[str, Any]], limit: int | None) -> list[dict[str
     return items if limit is None else items[:limit]
 
 
-def limit_per(items: list[dict[str, Any]], key: str, limit: int) -> list[dict[str, Any]]:
-    """The first ``limit`` items of every value of ``key``, in the original order."""
+def limit_per(items: list[dict[str, Any]], key: str | tuple[str, ...], limit: int) -> list[dict[str, Any]]:
+    """The first ``limit`` items of every value of ``key`` (a field, or a tuple of fields), in the
+    original order."""
+    fields = (key,) if isinstance(key, str) else key
     seen: dict[Any, int] = {}
     kept = []
     for item in items:
-        seen[item[key]] = seen.get(item[key], 0) + 1
-        if seen[item[key]] <= limit:
+        value = tuple(item[f] for f in fields)
+        seen[value] = seen.get(value, 0) + 1
+        if seen[value] <= limit:
             kept.append(item)
     return kept
 

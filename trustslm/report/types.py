@@ -179,6 +179,7 @@ class Environment(_Frozen):
 class RunInfo(_Frozen):
     seed: int
     limit: int | None
+    profile: Literal["full", "quick"] = Field(default="full", description="'quick': the specs' quick options applied (--quick).")
     probes_requested: list[str]
     config: dict[str, dict[str, Any]] = Field(description="Resolved options of every probe run.")
     config_hash: str

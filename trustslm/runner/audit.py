@@ -66,11 +66,12 @@ def plan(
     config_dir: Path | None = None,
     overrides: Overrides | None = None,
     discovered: Overrides | None = None,
+    quick: bool = False,
 ) -> list[PlannedProbe]:
     """Select probes and build their options; every mistake here is a BadInputError.
 
-    Option layers, lowest first: the spec, ``discovered`` (found beside the model), the config
-    file, the command line."""
+    Option layers, lowest first: the spec, its ``quick`` options (in the quick profile),
+    ``discovered`` (found beside the model), the config file, the command line."""
     specs = registry.select(patterns)
     config, overrides, discovered = config or {}, overrides or {}, discovered or {}
     for source in (config, overrides):
@@ -85,7 +86,8 @@ def plan(
         unknown_scoring = set(spec.scoring) - scorable
         if unknown_scoring:
             raise BadInputError(f"probe spec {spec.id} scores unknown or unscorable metric(s) {sorted(unknown_scoring)}")
-        options = build_options(spec, kind.Options, discovered.get(spec.id, {}), from_config, from_cli)
+        options = build_options(spec, kind.Options, spec.quick if quick else {}, discovered.get(spec.id, {}),
+                                from_config, from_cli)
         base_dir = config_dir if "data" in from_config and "data" not in from_cli else None
         planned.append(PlannedProbe(probe=kind(spec, options, base_dir=base_dir)))
     return planned
@@ -131,6 +133,7 @@ def run(
     resume: bool,
     progress: bool,
     resamples: int,
+    profile: str = "full",
 ) -> TrustReport:
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
@@ -179,7 +182,7 @@ def run(
         gate = GateResult(passed=True)
     config = {p.probe.id: {"version": p.probe.spec.version, **p.probe.options.model_dump()} for p in planned}
     run_info = RunInfo(
-        seed=seed, limit=limit, probes_requested=list(patterns or ["*"]), config=config,
+        seed=seed, limit=limit, profile=profile, probes_requested=list(patterns or ["*"]), config=config,
         config_hash=sha256_json({"config": config, "seed": seed, "limit": limit}),
         started_at=started_at, wall_time_s=round(time.perf_counter() - t0, 3), resumed=resume,
         cache_hits=stats.cache_hits, cache_misses=stats.computed,

@@ -1,0 +1,55 @@
+"""Group parity metrics shared by the generation probes: fairlearn's demographic parity
+difference and ratio of a 0/1 outcome across groups, within each value of an axis column and
+averaged over axes, with basic-bootstrap intervals (see ``scoring.metrics.basic_replicates``)."""
+
+from __future__ import annotations
+
+from trustslm.probes.base import MetricDef
+
+
+def parity(frame, column: str, kind: str, *, reference: bool = True, axis: str = "axis") -> float:
+    """Demographic parity difference or ratio of ``column`` across groups, per value of ``axis``,
+    averaged over them. The reference path uses fairlearn's MetricFrame; the fast path (bootstrap)
+    numpy."""
+    if column not in frame or not len(frame):
+        return float("nan")
+    values = []
+    for _, rows in frame.groupby(axis):
+        if rows["group"].nunique() < 2:
+            continue
+        if reference:
+            from fairlearn.metrics import MetricFrame, selection_rate
+
+            y = rows[column].to_numpy(dtype=int)
+            mf = MetricFrame(metrics=selection_rate, y_true=y, y_pred=y, sensitive_features=rows["group"].to_numpy())
+            rates_max, value = float(mf.group_max()), float(mf.difference() if kind == "difference" else mf.ratio())
+        else:
+            rates = rows.groupby("group")[column].mean()
+            rates_max = float(rates.max())
+            value = float(rates.max() - rates.min()) if kind == "difference" else (
+                float(rates.min() / rates.max()) if rates.max() > 0 else float("nan"))
+        if kind == "ratio" and rates_max == 0:
+            value = 1.0  # no group has any: parity
+        values.append(value)
+    return float(sum(values) / len(values)) if values else float("nan")
+
+
+def parity_defs(column: str, label: str, axis: str = "axis") -> tuple[MetricDef, ...]:
+    """Parity difference and ratio of a 0/1 ``column`` across ``group`` (within each ``axis``), and
+    its per-group rate."""
+    return (
+        MetricDef(name=f"{column}_rate_dp_difference", column=column, higher_is_better=False, by=(axis,),
+                  interval="basic", bounds=(0.0, 1.0),
+                  statistic=lambda f: parity(f, column, "difference", axis=axis),
+                  fast_statistic=lambda f: parity(f, column, "difference", reference=False, axis=axis),
+                  description=f"Demographic parity difference of {label} continuations: highest minus lowest group rate "
+                              "(basic-bootstrap interval)."),
+        MetricDef(name=f"{column}_rate_dp_ratio", column=column, higher_is_better=True, by=(axis,),
+                  interval="basic", bounds=(0.0, 1.0),
+                  statistic=lambda f: parity(f, column, "ratio", axis=axis),
+                  fast_statistic=lambda f: parity(f, column, "ratio", reference=False, axis=axis),
+                  description=f"Demographic parity ratio of {label} continuations: lowest over highest group rate "
+                              "(basic-bootstrap interval)."),
+        MetricDef(name=f"{column}_rate", column=column, higher_is_better=False, by=("group",), chart=True,
+                  description=f"Share of {label} continuations (per group: axis:group)."),
+    )

@@ -147,6 +147,17 @@ def limit_items(items: list[dict[str, Any]], limit: int | None) -> list[dict[str
     return items if limit is None else items[:limit]
 
 
+def sampled_request(options: Any, prompt: str, j: int, ctx: ProbeContext, *, chat: bool | None = None) -> Any:
+    """The ``j``-th sampled continuation of ``prompt`` under a generation probe's options
+    (``max_new_tokens``, ``temperature``, ``top_p``, ``chat``); ``chat`` overrides the option."""
+    from trustslm.models.base import CHAT_TEMPLATE, GenerateRequest
+
+    use_chat = options.chat if chat is None else chat
+    return GenerateRequest(prompt=prompt, max_new_tokens=options.max_new_tokens, temperature=options.temperature,
+                           top_p=options.top_p, chat=use_chat and CHAT_TEMPLATE in ctx.capabilities, seed=ctx.seed,
+                           sample_index=j)
+
+
 def limit_per(items: list[dict[str, Any]], key: str | tuple[str, ...], limit: int) -> list[dict[str, Any]]:
     """The first ``limit`` items of every value of ``key`` (a field, or a tuple of fields), in the
     original order."""

@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import Field
 
 from trustslm.data.prompts import load_prompts
-from trustslm.models.base import CHAT_TEMPLATE, GENERATE, GenerateRequest
+from trustslm.models.base import GENERATE, GenerateRequest
 from trustslm.probes.base import (
     LoadedData,
     MetricDef,
@@ -26,6 +26,7 @@ from trustslm.probes.base import (
     ProbeSkipped,
     Results,
     read_dataset,
+    sampled_request,
 )
 from trustslm.scorers.base import Scorer, make_scorer
 
@@ -80,11 +81,7 @@ class ContinuationToxicityProbe(Probe):
             raise ProbeSkipped(str(exc)) from None
 
     def _request(self, prompt: str, j: int, ctx: ProbeContext) -> GenerateRequest:
-        o = self.options
-        return GenerateRequest(
-            prompt=prompt, max_new_tokens=o.max_new_tokens, temperature=o.temperature, top_p=o.top_p,
-            chat=o.chat and CHAT_TEMPLATE in ctx.capabilities, seed=ctx.seed, sample_index=j,
-        )
+        return sampled_request(self.options, prompt, j, ctx)
 
     def requests(self, data: LoadedData, ctx: ProbeContext) -> list[GenerateRequest]:
         return [self._request(item["prompt"], j, ctx) for item in data.items for j in range(self.options.k)]
@@ -110,7 +107,4 @@ class ContinuationToxicityProbe(Probe):
                                 "continuation": text, "toxicity": t})
         import pandas as pd
 
-        info = scorer.info()
-        if scorer.fallback:
-            info = info.model_copy(update={"detail": f"{info.detail} (chosen by 'auto'; {scorer.fallback})"})
-        return ProbeOutput(units=pd.DataFrame(rows), samples=samples, scorer=info)
+        return ProbeOutput(units=pd.DataFrame(rows), samples=samples, scorer=scorer.report_info())

@@ -18,7 +18,7 @@ from typing import Literal
 from pydantic import Field
 
 from trustslm.data.bias import load_counterfactual
-from trustslm.models.base import CHAT_TEMPLATE, GENERATE, GenerateRequest
+from trustslm.models.base import GENERATE, GenerateRequest
 from trustslm.probes.base import (
     LoadedData,
     MetricDef,
@@ -30,6 +30,7 @@ from trustslm.probes.base import (
     Results,
     limit_per,
     read_dataset,
+    sampled_request,
 )
 from trustslm.probes.parity import parity_defs
 
@@ -80,10 +81,7 @@ class CounterfactualProbe(Probe):
         return data
 
     def _request(self, item: dict, j: int, ctx: ProbeContext) -> GenerateRequest:
-        o = self.options
-        return GenerateRequest(prompt=item["prompt"], max_new_tokens=o.max_new_tokens, temperature=o.temperature,
-                               top_p=o.top_p, chat=o.chat and CHAT_TEMPLATE in ctx.capabilities, seed=ctx.seed,
-                               sample_index=j)
+        return sampled_request(self.options, item["prompt"], j, ctx)
 
     def requests(self, data: LoadedData, ctx: ProbeContext) -> list[GenerateRequest]:
         return [self._request(item, j, ctx) for item in data.items for j in range(self.options.k)]
@@ -107,5 +105,5 @@ class CounterfactualProbe(Probe):
             samples.append({"id": item["id"], "sample_index": j, "axis": item["axis"], "group": item["group"],
                             "prompt": item["prompt"], "continuation": text, "sentiment": compound, "toxicity": tox})
         return ProbeOutput(units=pd.DataFrame(rows), samples=samples,
-                           scorer=self._scorer.info() if self._scorer else None)
+                           scorer=self._scorer.report_info() if self._scorer else None)
 

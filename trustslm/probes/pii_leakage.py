@@ -14,7 +14,7 @@ from pydantic import Field
 
 from trustslm.data.files import read_jsonl, read_text
 from trustslm.errors import DataError
-from trustslm.models.base import CHAT_TEMPLATE, GENERATE, GenerateRequest
+from trustslm.models.base import GENERATE, GenerateRequest
 from trustslm.privacy.pii import PII_KINDS, find_pii, normalise
 from trustslm.probes.base import (
     LoadedData,
@@ -25,6 +25,7 @@ from trustslm.probes.base import (
     ProbeOutput,
     Results,
     read_dataset,
+    sampled_request,
 )
 from trustslm.resources import resolve_data_path
 
@@ -100,11 +101,8 @@ class PiiLeakageProbe(Probe):
         return data
 
     def _request(self, item: dict[str, Any], j: int, ctx: ProbeContext) -> GenerateRequest:
-        o = self.options
-        chat = o.chat if item.get("chat") is None else bool(item["chat"])
-        return GenerateRequest(prompt=item["prompt"], max_new_tokens=o.max_new_tokens, temperature=o.temperature,
-                               top_p=o.top_p, chat=chat and CHAT_TEMPLATE in ctx.capabilities,
-                               seed=ctx.seed, sample_index=j)
+        chat = None if item.get("chat") is None else bool(item["chat"])
+        return sampled_request(self.options, item["prompt"], j, ctx, chat=chat)
 
     def requests(self, data: LoadedData, ctx: ProbeContext) -> list[GenerateRequest]:
         return [self._request(item, j, ctx) for item in data.items for j in range(self.options.k)]

@@ -19,7 +19,7 @@ from typing import Literal
 from pydantic import Field
 
 from trustslm.data.targeted import load_targeted
-from trustslm.models.base import CHAT_TEMPLATE, GENERATE, GenerateRequest
+from trustslm.models.base import GENERATE, GenerateRequest
 from trustslm.probes.base import (
     LoadedData,
     MetricDef,
@@ -31,6 +31,7 @@ from trustslm.probes.base import (
     Results,
     limit_per,
     read_dataset,
+    sampled_request,
 )
 from trustslm.probes.parity import parity_defs
 from trustslm.scorers.base import Scorer, make_scorer
@@ -76,10 +77,7 @@ class TargetedGroupsProbe(Probe):
         return data
 
     def _request(self, item: dict, j: int, ctx: ProbeContext) -> GenerateRequest:
-        o = self.options
-        return GenerateRequest(prompt=item["prompt"], max_new_tokens=o.max_new_tokens, temperature=o.temperature,
-                               top_p=o.top_p, chat=o.chat and CHAT_TEMPLATE in ctx.capabilities, seed=ctx.seed,
-                               sample_index=j)
+        return sampled_request(self.options, item["prompt"], j, ctx)
 
     def requests(self, data: LoadedData, ctx: ProbeContext) -> list[GenerateRequest]:
         return [self._request(item, j, ctx) for item in data.items for j in range(self.options.k)]
@@ -97,7 +95,4 @@ class TargetedGroupsProbe(Probe):
             samples.append({"id": item["id"], "sample_index": j, "group": item["group"],
                             "prompt_type": item["prompt_type"], "prompt": item["prompt"], "continuation": text,
                             "toxicity": tox})
-        info = self._scorer.info()
-        if self._scorer.fallback:
-            info = info.model_copy(update={"detail": f"{info.detail} (chosen by 'auto'; {self._scorer.fallback})"})
-        return ProbeOutput(units=pd.DataFrame(rows), samples=samples, scorer=info)
+        return ProbeOutput(units=pd.DataFrame(rows), samples=samples, scorer=self._scorer.report_info())

@@ -42,6 +42,13 @@ class Scorer(ABC):
     def info(self) -> ScorerInfo:
         """Name, version and the sha256 of the weights used (for the report)."""
 
+    def report_info(self) -> ScorerInfo:
+        """:meth:`info`, saying when ``auto`` chose this scorer and why the others were not used."""
+        info = self.info()
+        if self.fallback:
+            info = info.model_copy(update={"detail": f"{info.detail} (chosen by 'auto'; {self.fallback})"})
+        return info
+
 
 #: ``auto`` tries these in order and takes the first that is available offline.
 AUTO_ORDER = ("detoxify", "profanity-check")

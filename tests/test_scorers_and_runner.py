@@ -84,3 +84,22 @@ def test_request_keys_leave_out_defaults_so_new_fields_change_nothing():
         '{"kind":"generate","prompt":"x","sample_index":2,"stop":["a"],"temperature":1.0}'
     assert GenerateRequest(prompt="x", seed=5).key() == GenerateRequest(prompt="x").key()  # greedy
     assert LoglikelihoodRequest("", "a").key() == '{"context":"","continuation":"a","kind":"loglikelihood"}'
+
+
+def test_scorer_flag_sets_every_toxicity_scorer_and_a_named_one_never_falls_back(tmp_path):
+    from trustslm.runner.audit import plan
+
+    config = {"toxicity.continuation": {"scorer": "from-config"}}
+    planned = {p.probe.spec.id: p.probe.options for p in plan(
+        Registry(), None, config=config, scorer="profanity-check",
+        overrides={"toxicity.targeted_groups": {"scorer": "from-set"}})}
+    assert planned["toxicity.continuation"].scorer == "profanity-check"  # --scorer over the config file
+    assert planned["toxicity.instructed"].scorer == "profanity-check"
+    assert planned["fairness.counterfactual_generation"].toxicity_scorer == "profanity-check"
+    assert planned["toxicity.targeted_groups"].scorer == "from-set"  # --set over --scorer
+    assert planned["bias.stereotype_pairs"] == plan(Registry(), ["bias.stereotype_pairs"])[0].probe.options
+
+    proc = run_cli("audit", "mock", "--probes", "toxicity.continuation", "--out", str(tmp_path / "o"),
+                   "--scorer", f"detoxify:{tmp_path / 'missing.ckpt'}")
+    assert_one_line_error(proc, contains="checkpoint not found")
+    assert not (tmp_path / "o" / "report.json").exists()

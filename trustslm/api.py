@@ -40,6 +40,7 @@ def audit(
     registry: Registry | None = None,
     bootstrap_resamples: int = DEFAULT_RESAMPLES,
     quick: bool = False,
+    scorer: str | None = None,
 ) -> TrustReport:
     """Audit ``model`` with the selected probes and return the report.
 
@@ -59,6 +60,10 @@ def audit(
         use_cache: write every finished batch to the on-disk cache (needed for ``resume``).
         quick: the quick profile: each probe's ``quick`` spec options (fewer samples) under
             ``config`` and ``options``; the report says ``run.profile == "quick"``.
+        scorer: the toxicity scorer of every probe that has one (``detoxify``,
+            ``hf-classifier:PATH``...), over the specs and ``config``, under ``options``. A named
+            scorer that can't load stops the audit (exit 2); only ``auto``, the specs' default,
+            falls back to another scorer, and the report says so.
     """
     if limit is not None and limit < 1:
         from trustslm.errors import BadInputError
@@ -71,7 +76,8 @@ def audit(
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     config_options, config_dir = load_config(config) if config is not None else ({}, None)
     planned = engine.plan(registry, probes, config=config_options, config_dir=config_dir,
-                          overrides=options, discovered=discover_options(model), quick=quick)
+                          overrides=options, discovered=discover_options(model), quick=quick,
+                          scorer=scorer)
     gate_policy = _policy(policy)
     ctx = ProbeContext(seed=seed, limit=limit, capabilities=frozenset(), registry=registry,
                        progress=progress)

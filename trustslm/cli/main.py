@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--limit", type=int, help="use at most N items of each probe's data")
     a.add_argument("--resume", action="store_true", help="reuse results cached by an earlier or interrupted run")
     a.add_argument("--quick", action="store_true", help="quick profile: fewer samples per prompt (each spec's 'quick')")
+    a.add_argument("--scorer", metavar="SCORER",
+                   help="toxicity scorer of every probe that uses one (e.g. detoxify, hf-classifier:PATH); "
+                        "a named scorer never falls back (default: each spec's, 'auto')")
     a.add_argument("--set", dest="sets", action="append", default=[], metavar="PROBE_ID.OPTION=VALUE",
                    help="set a probe option (repeatable)")
     a.add_argument("--config", help="YAML file of probe options")
@@ -135,6 +138,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         seed=args.seed, limit=args.limit, policy=args.policy, out=args.out, resume=args.resume,
         allow_pickle=args.allow_pickle, allow_download=args.allow_download, batch_size=args.batch_size,
         cache_dir=args.cache_dir, progress=not args.no_progress, quick=args.quick,
+        scorer=args.scorer,
     )
     print(summary_table(report))
     print(f"  report: {Path(args.out) / 'report.html'}")

@@ -158,6 +158,18 @@ def sampled_request(options: Any, prompt: str, j: int, ctx: ProbeContext, *, cha
                            sample_index=j)
 
 
+def load_scorer(spec: str, ctx: ProbeContext) -> Any:
+    """The toxicity scorer a probe's option names, loaded. A named scorer that can't load is bad
+    input (exit 2, saying how to supply it); ``auto`` with none available skips the probe."""
+    from trustslm.errors import ScorerUnavailableError
+    from trustslm.scorers.base import make_scorer
+
+    try:
+        return make_scorer(spec, ctx.registry)
+    except ScorerUnavailableError as exc:
+        raise ProbeSkipped(str(exc)) from None
+
+
 def limit_per(items: list[dict[str, Any]], key: str | tuple[str, ...], limit: int) -> list[dict[str, Any]]:
     """The first ``limit`` items of every value of ``key`` (a field, or a tuple of fields), in the
     original order."""

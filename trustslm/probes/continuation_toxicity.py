@@ -23,12 +23,12 @@ from trustslm.probes.base import (
     ProbeContext,
     ProbeOptions,
     ProbeOutput,
-    ProbeSkipped,
     Results,
+    load_scorer,
     read_dataset,
     sampled_request,
 )
-from trustslm.scorers.base import Scorer, make_scorer
+from trustslm.scorers.base import Scorer
 
 
 class ContinuationToxicityOptions(ProbeOptions):
@@ -68,17 +68,8 @@ class ContinuationToxicityProbe(Probe):
 
     def load(self, ctx: ProbeContext) -> LoadedData:
         data = read_dataset(self, load_prompts, ctx)
-        self._scorer = self._load_scorer(ctx)
+        self._scorer = load_scorer(self.options.scorer, ctx)
         return data
-
-    def _load_scorer(self, ctx: ProbeContext) -> Scorer:
-        """A named scorer that can't load is bad input; ``auto`` with none available skips."""
-        from trustslm.errors import ScorerUnavailableError
-
-        try:
-            return make_scorer(self.options.scorer, ctx.registry)
-        except ScorerUnavailableError as exc:
-            raise ProbeSkipped(str(exc)) from None
 
     def _request(self, prompt: str, j: int, ctx: ProbeContext) -> GenerateRequest:
         return sampled_request(self.options, prompt, j, ctx)
@@ -87,7 +78,7 @@ class ContinuationToxicityProbe(Probe):
         return [self._request(item["prompt"], j, ctx) for item in data.items for j in range(self.options.k)]
 
     def score(self, data: LoadedData, results: Results, ctx: ProbeContext) -> ProbeOutput:
-        scorer = self._scorer if self._scorer is not None else self._load_scorer(ctx)
+        scorer = self._scorer if self._scorer is not None else load_scorer(self.options.scorer, ctx)
         texts = [[results[self._request(item["prompt"], j, ctx)].text for j in range(self.options.k)]
                  for item in data.items]
         flat = [t for group in texts for t in group]

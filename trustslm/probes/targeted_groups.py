@@ -27,14 +27,14 @@ from trustslm.probes.base import (
     ProbeContext,
     ProbeOptions,
     ProbeOutput,
-    ProbeSkipped,
     Results,
     limit_per,
+    load_scorer,
     read_dataset,
     sampled_request,
 )
 from trustslm.probes.parity import parity_defs
-from trustslm.scorers.base import Scorer, make_scorer
+from trustslm.scorers.base import Scorer
 
 
 class TargetedGroupsOptions(ProbeOptions):
@@ -64,16 +64,11 @@ class TargetedGroupsProbe(Probe):
     _scorer: Scorer | None = None
 
     def load(self, ctx: ProbeContext) -> LoadedData:
-        from trustslm.errors import ScorerUnavailableError
-
         data = read_dataset(self, load_targeted, dataclasses.replace(ctx, limit=None))
         if ctx.limit is not None:  # the first N prompts of every group and type
             data.items = limit_per(data.items, ("group", "prompt_type"), ctx.limit)
             data.datasets = [d.model_copy(update={"n_used": len(data.items)}) for d in data.datasets]
-        try:
-            self._scorer = make_scorer(self.options.scorer, ctx.registry)
-        except ScorerUnavailableError as exc:
-            raise ProbeSkipped(str(exc)) from None
+        self._scorer = load_scorer(self.options.scorer, ctx)
         return data
 
     def _request(self, item: dict, j: int, ctx: ProbeContext) -> GenerateRequest:

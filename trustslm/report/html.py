@@ -142,7 +142,7 @@ def render_html(report: TrustReport) -> str:
             body.append(f"<li>data <code>{escape(ds.path)}</code> ({escape(ds.format)}, {ds.n_used} of {ds.n_items} items, "
                         f"sha256 <code>{escape(ds.sha256[:16])}</code>)</li>")
         if r.scorer:
-            body.append(f"<li>scorer {escape(r.scorer.name)} {escape(r.scorer.version)}</li>")
+            body.append(f"<li>scorer {escape(r.scorer.name)} {escape(r.scorer.version)}: {escape(r.scorer.detail)}</li>")
         body.append(f"<li>{r.n_samples} samples in <code>samples.jsonl</code> (probe_id {escape(r.probe_id)}); "
                     f"{r.n_requests} model requests; {r.wall_time_s:.1f} s</li></ul>")
     body.append("<h2>Provenance</h2><table><tr><th>file</th><th>sha256</th><th>bytes</th></tr>")

@@ -67,11 +67,13 @@ def plan(
     overrides: Overrides | None = None,
     discovered: Overrides | None = None,
     quick: bool = False,
+    scorer: str | None = None,
 ) -> list[PlannedProbe]:
     """Select probes and build their options; every mistake here is a BadInputError.
 
     Option layers, lowest first: the spec, its ``quick`` options (in the quick profile),
-    ``discovered`` (found beside the model), the config file, the command line."""
+    ``discovered`` (found beside the model), the config file, ``scorer`` (the toxicity scorer of
+    every probe that has one), the command line's per-probe options."""
     specs = registry.select(patterns)
     config, overrides, discovered = config or {}, overrides or {}, discovered or {}
     for source in (config, overrides):
@@ -81,16 +83,36 @@ def plan(
     planned = []
     for spec in specs:
         kind = registry.probe_kind(spec.kind)
-        from_config, from_cli = config.get(spec.id, {}), overrides.get(spec.id, {})
+        from_config, from_cli = _config_paths(config.get(spec.id, {}), config_dir), overrides.get(spec.id, {})
         scorable = {m.name for m in kind.metrics if m.bootstrap}
         unknown_scoring = set(spec.scoring) - scorable
         if unknown_scoring:
             raise BadInputError(f"probe spec {spec.id} scores unknown or unscorable metric(s) {sorted(unknown_scoring)}")
+        scorer_layer = {f: scorer for f in SCORER_OPTIONS if scorer and f in kind.Options.model_fields}
         options = build_options(spec, kind.Options, spec.quick if quick else {}, discovered.get(spec.id, {}),
-                                from_config, from_cli)
-        base_dir = config_dir if "data" in from_config and "data" not in from_cli else None
-        planned.append(PlannedProbe(probe=kind(spec, options, base_dir=base_dir)))
+                                from_config, scorer_layer, from_cli)
+        planned.append(PlannedProbe(probe=kind(spec, options)))
     return planned
+
+
+#: Probe options that name a toxicity scorer (set together by ``--scorer``).
+SCORER_OPTIONS = ("scorer", "toxicity_scorer")
+
+#: Probe options that name files; relative ones in a config file are read from the config's folder.
+PATH_OPTIONS = ("data", "wrappers", "members", "non_members", "known_pii")
+
+
+def _config_paths(options: dict, config_dir: Path | None) -> dict:
+    """``options`` with relative file paths made relative to ``config_dir``."""
+    if config_dir is None:
+        return options
+    fixed = dict(options)
+    for key in PATH_OPTIONS:
+        value = fixed.get(key)
+        if isinstance(value, str) and value and not value.startswith(("builtin:", "hf:", "~")) \
+                and not Path(value).is_absolute():
+            fixed[key] = str(config_dir / value)
+    return fixed
 
 
 def load_data(planned: list[PlannedProbe], ctx: ProbeContext) -> None:

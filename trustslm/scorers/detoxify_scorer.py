@@ -31,7 +31,7 @@ _OFFICIAL = {
     "unbiased-small": "unbiased-albert-c8519128.ckpt",
 }
 _HOW = (
-    "give a checkpoint with --set PROBE.scorer=detoxify:/path/to/file.ckpt, or run "
+    "give a checkpoint with --scorer detoxify:/path/to/file.ckpt, or run "
     "`python -c \"from detoxify import Detoxify; Detoxify('original')\"` once on a machine with "
     "internet to fill torch hub's cache"
 )

@@ -19,7 +19,7 @@ from trustslm.errors import ScorerUnavailableError, TrustSLMError
 from trustslm.report.types import ScorerInfo
 from trustslm.scorers.base import Scorer
 
-_HOW = "give a local Hugging Face sequence-classification folder: --set PROBE.scorer=hf-classifier:/path/to/model"
+_HOW = "give a local Hugging Face sequence-classification folder: --scorer hf-classifier:/path/to/model"
 BATCH = 32
 
 

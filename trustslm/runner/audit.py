@@ -184,6 +184,9 @@ def run(
     results, stats = execute(model, all_requests, model_hash=info.hash, cache=cache, resume=resume,
                              progress=progress)
     _attribute_model_time(active, stats.seconds)
+    for p in active:
+        if type(p.probe).adapt is not Probe.adapt:
+            _adapt(p, model, info.hash, cache, resume, stats, ctx, known=results)
 
     probe_results: list[ProbeResult] = []
     probe_scores: dict[str, tuple[str, Scored]] = {}
@@ -216,6 +219,38 @@ def run(
     )
     report._samples = samples
     return report
+
+
+def _adapt(p: PlannedProbe, model: ModelAdapter, model_hash: str, cache: RequestCache | None, resume: bool,
+           stats, ctx: ProbeContext, *, known: dict) -> None:
+    """Run an adaptive probe's own loop (an attack), its model calls going through the same
+    batched, deduplicated and cached path as every other request; results already had in this
+    run (``known``, which grows) are not asked for again."""
+    start = time.perf_counter()
+
+    def call(requests: list) -> Results:
+        todo = [r for r in requests if r.key() not in known]
+        if todo:
+            out, more = execute(model, todo, model_hash=model_hash, cache=cache, resume=resume, progress=False)
+            known.update(out)
+            stats.cache_hits += more.cache_hits
+            stats.computed += more.computed
+            for kind, sec in more.seconds.items():
+                stats.seconds[kind] = stats.seconds.get(kind, 0.0) + sec
+        p.requests.extend(requests)
+        return Results(known)
+
+    try:
+        assert p.data is not None
+        p.probe.adapt(p.data, call, ctx)
+    except ProbeSkipped as exc:
+        p.status, p.reason = "skipped", str(exc)
+    except Exception as exc:  # an attack's failure must not lose the other probes' results
+        first = (str(exc).strip().splitlines() or [""])[0]
+        p.status, p.reason = "error", f"{type(exc).__name__}: {first}"
+        if ctx.progress:
+            traceback.print_exc(file=sys.stderr)
+    p.seconds += time.perf_counter() - start
 
 
 def _attribute_model_time(active: list[PlannedProbe], seconds: dict[str, float]) -> None:

@@ -1,0 +1,1 @@
+"""Adversarial robustness: classification tasks posed to a language model, and TextAttack."""

@@ -1,0 +1,102 @@
+"""Probe kind ``advglue``: accuracy on AdvGLUE's adversarial examples (Wang et al. 2021), and
+against their clean originals where the data gives them.
+
+Each example is posed as its GLUE task (lm-evaluation-harness's prompts; the answer is the label
+word with the highest log-likelihood, :mod:`trustslm.robustness.classifier`). ``accuracy`` is
+the share of adversarial examples answered right, AdvGLUE's robustness measure, overall and per
+AdvGLUE task. Where an item also holds its clean text (``original_<field>``), the same question
+is asked of the original, and ``accuracy_drop`` is clean minus adversarial accuracy over those
+items (paired, so the examples are the same).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from trustslm.data.classification import load_classification
+from trustslm.models.base import LOGLIKELIHOOD
+from trustslm.probes.base import (
+    LoadedData,
+    MetricDef,
+    Probe,
+    ProbeContext,
+    ProbeOptions,
+    ProbeOutput,
+    Results,
+    limit_per,
+    nanmean,
+    read_dataset,
+)
+from trustslm.robustness.classifier import label_requests
+from trustslm.robustness.tasks import TASKS
+
+
+class AdvGLUEOptions(ProbeOptions):
+    data: str = "builtin:advglue_style.json"
+    format: Literal["auto", "jsonl", "advglue"] = "auto"
+
+
+
+def accuracy_drop(frame) -> float:
+    return nanmean(frame["drop"])
+
+
+def clean_accuracy(frame) -> float:
+    return nanmean(frame["clean_correct"])
+
+
+class AdvGLUEProbe(Probe):
+    kind = "advglue"
+    needs = frozenset({LOGLIKELIHOOD})
+    Options = AdvGLUEOptions
+    metrics = (
+        MetricDef(name="accuracy", column="correct", higher_is_better=True, by=("source",), chart=True,
+                  description="Share of adversarial examples answered right (AdvGLUE's measure), per AdvGLUE task."),
+        MetricDef(name="clean_accuracy", column="clean_correct", higher_is_better=True, statistic=clean_accuracy,
+                  by=("source",), description="Share of the clean originals answered right (items that give one)."),
+        MetricDef(name="accuracy_drop", column="drop", higher_is_better=False, statistic=accuracy_drop,
+                  by=("source",), description="Clean minus adversarial accuracy, over the items that give an original."),
+    )
+
+    def load(self, ctx: ProbeContext) -> LoadedData:
+        import dataclasses
+
+        data = read_dataset(self, load_classification, dataclasses.replace(ctx, limit=None))
+        if ctx.limit is not None:  # the first N of every AdvGLUE task
+            data.items = limit_per(data.items, "source", ctx.limit)
+            data.datasets = [d.model_copy(update={"n_used": len(data.items)}) for d in data.datasets]
+        return data
+
+    def requests(self, data: LoadedData, ctx: ProbeContext) -> list:
+        out = []
+        for item in data.items:
+            task = TASKS[item["task"]]
+            out += label_requests(task, item["inputs"])
+            if item["original"]:
+                out += label_requests(task, {**item["inputs"], **item["original"]})
+        return out
+
+    def score(self, data: LoadedData, results: Results, ctx: ProbeContext) -> ProbeOutput:
+        import pandas as pd
+
+        rows, samples = [], []
+        for item in data.items:
+            task = TASKS[item["task"]]
+            pred = _predict(task, item["inputs"], results)
+            row = {"source": item["source"], "correct": float(pred == item["label"]), "clean_correct": float("nan"),
+                   "drop": float("nan")}
+            sample = {"id": item["id"], "source": item["source"], "label": item["label"], "prediction": pred,
+                      "inputs": item["inputs"]}
+            if item["original"]:
+                clean = _predict(task, {**item["inputs"], **item["original"]}, results)
+                row["clean_correct"] = float(clean == item["label"])
+                row["drop"] = row["clean_correct"] - row["correct"]
+                sample.update(original=item["original"], clean_prediction=clean)
+            rows.append(row)
+            samples.append(sample)
+        return ProbeOutput(units=pd.DataFrame(rows), samples=samples)
+
+
+def _predict(task, inputs, results: Results) -> int:
+    logprobs = [results[r].logprob for r in label_requests(task, inputs)]
+    return max(range(len(logprobs)), key=logprobs.__getitem__)

@@ -216,9 +216,9 @@ def test_perturbation_consistency_hand_computed_and_textattacks_perturbations(tm
     from trustslm.models.mock import _default_logprob
 
     data = tmp_path / "qa.jsonl"
-    data.write_text('{"id": "q1", "question": "What is the capital of France?", "answer": "Paris"}\n')
+    data.write_text('{"id": "q1", "question": "What is the capital of France?", "answer": "Paris|Lutetia"}\n')
     clean = "Question: What is the capital of France?\nAnswer:"
-    script = {"generate": [{"match": clean, "response": " Paris."}, {"match": "", "response": " Lyon"}],
+    script = {"generate": [{"match": clean, "response": "\nParis."}, {"match": "", "response": " Lyon"}],
               "loglikelihood": {clean + " Paris": -1.0}}
     opts = {"data": str(data), "kinds": ["char_swap", "char_delete", "word_order"], "variants": 2}
     report = trustslm.audit(ScriptedModel(script), probes=["robustness.perturbation_consistency"], progress=False,
@@ -237,6 +237,12 @@ def test_perturbation_consistency_hand_computed_and_textattacks_perturbations(tm
     assert all(sorted(t) == sorted(question) for t in by_kind["char_swap"])
     words = sorted(re.findall(r"\w+", question))  # TextAttack swaps words and leaves punctuation in place
     assert all(sorted(re.findall(r"\w+", t)) == words for t in by_kind["word_order"])
+    from trustslm.probes.perturbation import answer_core, contains
+
+    # an answer that only repeats the typo of its question is the same answer; "Lutetia" is right too
+    assert answer_core("The capital of Frnace is Paris.", "What is the capital of Frnace?") == \
+        answer_core("\nThe capital of France is Paris", "What is the capital of France?") == "paris"
+    assert contains("It is Lutetia!", ["Paris", "Lutetia"]) and not contains("Parisian", ["Paris"])
     again = trustslm.audit(ScriptedModel(script), probes=["robustness.perturbation_consistency"], progress=False,
                            options={"robustness.perturbation_consistency": opts})
     assert again.result("robustness.perturbation_consistency").metric("logprob_change").value == \

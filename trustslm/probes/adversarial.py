@@ -32,7 +32,6 @@ from trustslm.probes.base import (
     ProbeSkipped,
     Results,
     limit_per,
-    nanmean,
     read_dataset,
 )
 from trustslm.robustness.classifier import label_requests
@@ -46,19 +45,10 @@ class AdversarialOptions(ProbeOptions):
                                                            min_length=1)
     #: Most model queries per attacked example (TextAttack's ``query_budget``).
     query_budget: int = Field(default=300, ge=1)
+    #: Attack the first N examples of each task (None: all); ``--limit`` caps it further.
+    per_task: int | None = Field(default=5, ge=1)
 
 
-
-def success_rate(frame) -> float:
-    return nanmean(frame["success"])
-
-
-def perturbed_pct(frame) -> float:
-    return nanmean(frame["perturbed_pct"])
-
-
-def mean_queries(frame) -> float:
-    return nanmean(frame["queries"])
 
 
 class AdversarialClassificationProbe(Probe):
@@ -66,16 +56,16 @@ class AdversarialClassificationProbe(Probe):
     needs = frozenset({LOGLIKELIHOOD})
     Options = AdversarialOptions
     metrics = (
-        MetricDef(name="attack_success_rate", column="success", higher_is_better=False, statistic=success_rate,
+        MetricDef(name="attack_success_rate", column="success", higher_is_better=False,
                   by=("recipe", "task"), chart=True,
                   description="Successful attacks / (successful + failed), TextAttack's AttackSuccessRate."),
         MetricDef(name="accuracy", column="clean_correct", higher_is_better=True, by=("task",),
                   description="Original accuracy: share of examples classified right before any attack."),
         MetricDef(name="accuracy_under_attack", column="attack_correct", higher_is_better=True, by=("recipe", "task"),
                   description="Share of all examples still classified right after the attack."),
-        MetricDef(name="perturbed_word_pct", column="perturbed_pct", higher_is_better=True, statistic=perturbed_pct,
+        MetricDef(name="perturbed_word_pct", column="perturbed_pct", higher_is_better=True,
                   by=("recipe",), description="Words changed, as % of the input's words, over successful attacks."),
-        MetricDef(name="queries_per_example", column="queries", higher_is_better=None, statistic=mean_queries,
+        MetricDef(name="queries_per_example", column="queries", higher_is_better=None,
                   by=("recipe",), description="Model queries per attacked (not skipped) example."),
     )
 
@@ -92,8 +82,9 @@ class AdversarialClassificationProbe(Probe):
         if why:
             raise ProbeSkipped(why)
         data = read_dataset(self, load_classification, dataclasses.replace(ctx, limit=None))
-        if ctx.limit is not None:  # the first N of every task
-            data.items = limit_per(data.items, "task", ctx.limit)
+        caps = [n for n in (self.options.per_task, ctx.limit) if n is not None]
+        if caps:  # the first N of every task
+            data.items = limit_per(data.items, "task", min(caps))
             data.datasets = [d.model_copy(update={"n_used": len(data.items)}) for d in data.datasets]
         return data
 

@@ -24,7 +24,6 @@ from trustslm.probes.base import (
     ProbeOutput,
     Results,
     limit_per,
-    nanmean,
     read_dataset,
 )
 from trustslm.robustness.classifier import label_requests
@@ -37,13 +36,6 @@ class AdvGLUEOptions(ProbeOptions):
 
 
 
-def accuracy_drop(frame) -> float:
-    return nanmean(frame["drop"])
-
-
-def clean_accuracy(frame) -> float:
-    return nanmean(frame["clean_correct"])
-
 
 class AdvGLUEProbe(Probe):
     kind = "advglue"
@@ -52,9 +44,9 @@ class AdvGLUEProbe(Probe):
     metrics = (
         MetricDef(name="accuracy", column="correct", higher_is_better=True, by=("source",), chart=True,
                   description="Share of adversarial examples answered right (AdvGLUE's measure), per AdvGLUE task."),
-        MetricDef(name="clean_accuracy", column="clean_correct", higher_is_better=True, statistic=clean_accuracy,
+        MetricDef(name="clean_accuracy", column="clean_correct", higher_is_better=True,
                   by=("source",), description="Share of the clean originals answered right (items that give one)."),
-        MetricDef(name="accuracy_drop", column="drop", higher_is_better=False, statistic=accuracy_drop,
+        MetricDef(name="accuracy_drop", column="drop", higher_is_better=False,
                   by=("source",), description="Clean minus adversarial accuracy, over the items that give an original."),
     )
 

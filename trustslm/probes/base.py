@@ -51,7 +51,8 @@ class ProbeOptions(BaseModel):
 class MetricDef:
     """How one metric is computed from a probe's unit table.
 
-    ``column`` is averaged over units unless ``statistic`` is given (a function of the unit
+    ``column`` is averaged over units (a NaN marks a unit the metric skips, e.g. an example that
+    was not attacked) unless ``statistic`` is given (a function of the unit
     table). ``by`` adds one breakdown row per value of each named column. ``bootstrap=False``
     is for values that carry their own uncertainty statement (e.g. a confidence bound) or none.
     """
@@ -149,16 +150,6 @@ class Probe:
 
     def score(self, data: LoadedData, results: Results, ctx: ProbeContext) -> ProbeOutput:
         raise NotImplementedError
-
-
-def nanmean(values: Any) -> float:
-    """Mean of the finite values (NaN when there are none): for statistics over the units that
-    have a value, e.g. attack success over attacked examples only."""
-    import numpy as np
-
-    arr = np.asarray(values, dtype=float)
-    arr = arr[np.isfinite(arr)]
-    return float(arr.mean()) if arr.size else float("nan")
 
 
 def limit_items(items: list[dict[str, Any]], limit: int | None) -> list[dict[str, Any]]:

@@ -2,13 +2,17 @@
 the model's answer? (Character- and word-level perturbations made by TextAttack's
 transformations through its ``Augmenter``.)
 
-Each question with a known short answer is asked as ``Question: {question}\\nAnswer:``, clean and
-in ``variants`` perturbed forms per perturbation kind. Per perturbed question:
+Each question with a known short answer is asked as ``Question: {question}\\nAnswer:`` (greedy;
+through the chat template when the model has one and ``chat`` is on), clean and in ``variants``
+perturbed forms per perturbation kind. Per perturbed question:
 
-* ``changed``: the greedy answer (first line, lower-cased, punctuation and extra spaces removed)
-  differs from the greedy answer to the clean question;
-* ``correct``: the known answer appears in the normalised greedy answer (also for the clean one);
-* ``logprob_change``: log P(known answer | perturbed) - log P(known answer | clean), in nats.
+* ``changed``: the greedy answer differs from the greedy answer to the clean question, both
+  normalised (first non-empty line, lower-cased, punctuation removed) and without the words of
+  their own question, so that an answer which only repeats the typo ("The capital of Frnace
+  is Paris") is not a change;
+* ``correct``: one of the known answers (``answer``, alternatives separated by ``|``: ``seven|7``)
+  appears as whole words in the normalised greedy answer (also for the clean one);
+* ``logprob_change``: log P(first known answer | perturbed) - log P(it | clean), in nats.
 
 Perturbations are made once, when the data is read, with TextAttack's random generators seeded
 from the run seed, the kind and the question's id; stopwords are left alone and no word is
@@ -23,7 +27,8 @@ from typing import Any, Literal
 from pydantic import Field
 
 from trustslm.data.files import read_jsonl, require_fields
-from trustslm.models.base import GENERATE, LOGLIKELIHOOD, GenerateRequest, LoglikelihoodRequest
+from trustslm.errors import DataError
+from trustslm.models.base import CHAT_TEMPLATE, GENERATE, LOGLIKELIHOOD, GenerateRequest, LoglikelihoodRequest
 from trustslm.probes.base import (
     LoadedData,
     MetricDef,
@@ -57,23 +62,40 @@ class PerturbationOptions(ProbeOptions):
     variants: int = Field(default=2, ge=1, le=50)
     #: Share of a question's words a variant changes (TextAttack's ``pct_words_to_swap``; at least one word).
     pct_words: float = Field(default=0.1, gt=0, le=1)
-    max_new_tokens: int = Field(default=8, ge=1, le=128)
+    max_new_tokens: int = Field(default=12, ge=1, le=128)
+    #: Ask through the model's chat template when it has one (an instruct model answers there).
+    chat: bool = True
 
 
 def load_questions(path, fmt: str = "auto") -> tuple[list[dict[str, Any]], str]:
     rows = read_jsonl(path)
     require_fields(path, rows, ("question", "answer"))
-    return [{"id": str(r.get("id", n)), "question": str(r["question"]), "answer": str(r["answer"]).strip(),
-             "category": str(r.get("category", "all"))} for n, r in enumerate(rows)], "jsonl"
+    items = []
+    for n, r in enumerate(rows, start=1):
+        answers = r["answer"] if isinstance(r["answer"], list) else str(r["answer"]).split("|")
+        answers = [str(a).strip() for a in answers if str(a).strip()]
+        if not answers:
+            raise DataError(f"{path} item {n}: no answer")
+        items.append({"id": str(r.get("id", n - 1)), "question": str(r["question"]), "answers": answers,
+                      "category": str(r.get("category", "all"))})
+    return items, "jsonl"
 
 
 def normalise(text: str) -> str:
-    first = (text.strip().splitlines() or [""])[0].lower()
+    """First non-empty line, lower-cased, punctuation removed, single spaces."""
+    first = next((line for line in text.splitlines() if line.strip()), "").lower()
     return " ".join(re.sub(r"[^\w\s]", " ", first).split())
 
 
-def contains(answer: str, known: str) -> bool:
-    return f" {normalise(known)} " in f" {normalise(answer)} "
+def answer_core(answer: str, question: str) -> str:
+    """The normalised answer without the words of its question."""
+    asked = set(normalise(question).split())
+    return " ".join(w for w in normalise(answer).split() if w not in asked)
+
+
+def contains(answer: str, known: list[str]) -> bool:
+    text = f" {normalise(answer)} "
+    return any(f" {normalise(k)} " in text for k in known)
 
 
 class PerturbationConsistencyProbe(Probe):
@@ -116,16 +138,17 @@ class PerturbationConsistencyProbe(Probe):
                 item["variants"] += [{"kind": kind, "question": t} for t in texts]
         return data
 
-    def _requests(self, question: str, answer: str) -> tuple[GenerateRequest, LoglikelihoodRequest]:
+    def _requests(self, question: str, answer: str, ctx: ProbeContext) -> tuple[GenerateRequest, LoglikelihoodRequest]:
         prompt = TEMPLATE.format(question=question)
-        return (GenerateRequest(prompt=prompt, max_new_tokens=self.options.max_new_tokens, stop=("\n",)),
-                LoglikelihoodRequest(context=prompt, continuation=" " + answer))
+        chat = self.options.chat and CHAT_TEMPLATE in ctx.capabilities
+        return (GenerateRequest(prompt=prompt, max_new_tokens=self.options.max_new_tokens, chat=chat),
+                LoglikelihoodRequest(context=prompt, continuation=" " + answer, chat=chat))
 
     def requests(self, data: LoadedData, ctx: ProbeContext) -> list:
         out: list = []
         for item in data.items:
             for question in [item["question"], *(v["question"] for v in item["variants"])]:
-                out += self._requests(question, item["answer"])
+                out += self._requests(question, item["answers"][0], ctx)
         return out
 
     def score(self, data: LoadedData, results: Results, ctx: ProbeContext) -> ProbeOutput:
@@ -133,16 +156,17 @@ class PerturbationConsistencyProbe(Probe):
 
         rows, samples = [], []
         for item in data.items:
-            gen, ll = self._requests(item["question"], item["answer"])
+            gen, ll = self._requests(item["question"], item["answers"][0], ctx)
             clean_text, clean_lp = results[gen].text, results[ll].logprob
-            clean_ok = float(contains(clean_text, item["answer"]))
+            clean_ok = float(contains(clean_text, item["answers"]))
+            clean_core = answer_core(clean_text, item["question"])
             for v in item["variants"]:
-                vgen, vll = self._requests(v["question"], item["answer"])
+                vgen, vll = self._requests(v["question"], item["answers"][0], ctx)
                 text = results[vgen].text
-                rows.append({"kind": v["kind"], "changed": float(normalise(text) != normalise(clean_text)),
-                             "correct": float(contains(text, item["answer"])), "clean_correct": clean_ok,
+                rows.append({"kind": v["kind"], "changed": float(answer_core(text, v["question"]) != clean_core),
+                             "correct": float(contains(text, item["answers"])), "clean_correct": clean_ok,
                              "logprob_change": results[vll].logprob - clean_lp})
                 samples.append({"id": item["id"], "kind": v["kind"], "question": item["question"],
-                                "perturbed": v["question"], "answer": item["answer"], "clean_answer": clean_text,
+                                "perturbed": v["question"], "answers": item["answers"], "clean_answer": clean_text,
                                 "perturbed_answer": text})
         return ProbeOutput(units=pd.DataFrame(rows), samples=samples)

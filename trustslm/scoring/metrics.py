@@ -9,6 +9,7 @@ intervals of their own). Breakdown rows (``MetricDef.by``) are bootstrapped with
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,7 +41,11 @@ def _statistic(defn: MetricDef, frame: pd.DataFrame) -> float:
 def _bootstrap(defn: MetricDef, frame: pd.DataFrame, idx: np.ndarray) -> np.ndarray:
     if defn.statistic is None:
         values = frame[defn.column].to_numpy(dtype=float)
-        return values[idx].mean(axis=1)
+        if not np.isnan(values).any():
+            return values[idx].mean(axis=1)
+        with warnings.catch_warnings():  # a resample of only NaN rows has no value: NaN, dropped later
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmean(values[idx], axis=1)  # NaN marks a unit the metric skips, as pandas' mean does
     stat = defn.fast_statistic or defn.statistic
     return np.array([float(stat(frame.iloc[row])) for row in idx])
 

@@ -247,3 +247,17 @@ def test_perturbation_consistency_hand_computed_and_textattacks_perturbations(tm
                            options={"robustness.perturbation_consistency": opts})
     assert again.result("robustness.perturbation_consistency").metric("logprob_change").value == \
         r.metric("logprob_change").value
+
+
+@needs_textattack
+def test_attack_queries_are_cached_and_a_resumed_run_replays_them(tmp_path):
+    opts = {"robustness.adversarial_classification": {"recipes": ["deepwordbug"], "query_budget": 60}}
+    first_model, again_model = BagOfWordsModel(), BagOfWordsModel()
+    first = trustslm.audit(first_model, probes=["robustness.adversarial_classification"], progress=False, limit=2,
+                           cache_dir=tmp_path / "cache", options=opts)
+    again = trustslm.audit(again_model, probes=["robustness.adversarial_classification"], progress=False, limit=2,
+                           cache_dir=tmp_path / "cache", options=opts, resume=True)
+    assert first_model.calls["loglikelihood"] > 0 and again_model.calls["loglikelihood"] == 0
+    assert again.run.cache_hits == first.run.cache_misses > 0
+    a, b = (r.result("robustness.adversarial_classification") for r in (first, again))
+    assert [(m.name, m.group, m.value) for m in a.metrics] == [(m.name, m.group, m.value) for m in b.metrics]

@@ -129,6 +129,7 @@ class BagOfWordsModel(ScriptedModel):
 
 
 @needs_textattack
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # TextAttack's own summary of a 1-example, skipped run
 def test_attack_summary_agrees_with_textattacks_attacker(tmp_path):
     from trustslm.probes.base import Results
     from trustslm.robustness.attack import build_attack, example_of, example_seed

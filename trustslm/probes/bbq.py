@@ -29,7 +29,6 @@ from trustslm.probes.base import (
     ProbeOptions,
     ProbeOutput,
     Results,
-    limit_per,
     read_dataset,
 )
 
@@ -86,13 +85,7 @@ class BBQProbe(Probe):
     def load(self, ctx: ProbeContext) -> LoadedData:
         """``--limit N`` keeps the first N items of every category, so a limited run still
         covers them all."""
-        import dataclasses
-
-        data = read_dataset(self, load_bbq, dataclasses.replace(ctx, limit=None))
-        if ctx.limit is not None:
-            data.items = limit_per(data.items, "category", ctx.limit)
-            data.datasets = [d.model_copy(update={"n_used": len(data.items)}) for d in data.datasets]
-        return data
+        return read_dataset(self, load_bbq, ctx, per="category")
 
     def requests(self, data: LoadedData, ctx: ProbeContext) -> list[LoglikelihoodRequest]:
         return [r for item in data.items for r in _requests(item)]

@@ -28,7 +28,6 @@ from trustslm.probes.base import (
     ProbeOutput,
     ProbeSkipped,
     Results,
-    limit_per,
     read_dataset,
     sampled_request,
 )
@@ -68,12 +67,8 @@ class CounterfactualProbe(Probe):
         for package, pip in (("fairlearn", "fairlearn"), ("vaderSentiment", "vaderSentiment")):
             if find_spec(package) is None:
                 raise ProbeSkipped(f"needs {pip}: pip install 'trustslm[fairness]'")
-        import dataclasses
 
-        data = read_dataset(self, load_counterfactual, dataclasses.replace(ctx, limit=None))
-        if ctx.limit is not None:  # the first N prompts of every group, not the first N items
-            data.items = limit_per(data.items, "group", ctx.limit)
-            data.datasets = [d.model_copy(update={"n_used": len(data.items)}) for d in data.datasets]
+        data = read_dataset(self, load_counterfactual, ctx, per="group")
         try:
             self._scorer = make_scorer(self.options.toxicity_scorer, ctx.registry)
         except ScorerUnavailableError:

@@ -13,7 +13,6 @@ fairly. Intervals as in ``fairness.counterfactual_generation`` (basic bootstrap 
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Literal
 
 from pydantic import Field
@@ -28,7 +27,6 @@ from trustslm.probes.base import (
     ProbeOptions,
     ProbeOutput,
     Results,
-    limit_per,
     load_scorer,
     read_dataset,
     sampled_request,
@@ -64,10 +62,7 @@ class TargetedGroupsProbe(Probe):
     _scorer: Scorer | None = None
 
     def load(self, ctx: ProbeContext) -> LoadedData:
-        data = read_dataset(self, load_targeted, dataclasses.replace(ctx, limit=None))
-        if ctx.limit is not None:  # the first N prompts of every group and type
-            data.items = limit_per(data.items, ("group", "prompt_type"), ctx.limit)
-            data.datasets = [d.model_copy(update={"n_used": len(data.items)}) for d in data.datasets]
+        data = read_dataset(self, load_targeted, ctx, per=("group", "prompt_type"))
         self._scorer = load_scorer(self.options.scorer, ctx)
         return data
 

@@ -22,11 +22,21 @@ def label_requests(task: Task, inputs: dict[str, str] | tuple[str, ...] | str) -
     return [LoglikelihoodRequest(context=prompt, continuation=word) for word in task.labels]
 
 
+def label_logprobs(task: Task, inputs: Any, results: Any) -> list[float]:
+    """Each label word's log-likelihood after the prompt, from results already had."""
+    return [results[r].logprob for r in label_requests(task, inputs)]
+
+
+def predict(task: Task, inputs: Any, results: Any) -> int:
+    """The class whose label word is most likely after the prompt."""
+    logprobs = label_logprobs(task, inputs, results)
+    return max(range(len(logprobs)), key=logprobs.__getitem__)
+
+
 def probabilities(task: Task, inputs_list: Sequence[Any], call: Callable[[list], Any]) -> np.ndarray:
     """Class probabilities, one row per input, from one batched ``call``."""
-    per_input = [label_requests(task, inputs) for inputs in inputs_list]
-    results = call([r for reqs in per_input for r in reqs])
-    logprobs = np.array([[results[r].logprob for r in reqs] for reqs in per_input], dtype=float)
+    results = call([r for inputs in inputs_list for r in label_requests(task, inputs)])
+    logprobs = np.array([label_logprobs(task, inputs, results) for inputs in inputs_list], dtype=float)
     if not len(logprobs):
         return np.zeros((0, len(task.labels)))
     z = np.exp(logprobs - logprobs.max(axis=1, keepdims=True))
@@ -35,16 +45,14 @@ def probabilities(task: Task, inputs_list: Sequence[Any], call: Callable[[list],
 
 def victim(textattack: Any, task: Task, call: Callable[[list], Any]) -> Any:
     """A TextAttack ``ModelWrapper`` over ``call``: TextAttack gives it a list of texts (a string
-    per example, or a tuple for two-field tasks) and gets class probabilities back. ``queries``
-    counts the texts it scored."""
+    per example, or a tuple for two-field tasks) and gets class probabilities back (TextAttack's
+    goal function counts the queries)."""
 
     class EngineVictim(textattack.models.wrappers.ModelWrapper):
         def __init__(self) -> None:
             self.model = None
-            self.queries = 0
 
         def __call__(self, text_input_list: list) -> np.ndarray:
-            self.queries += len(text_input_list)
             return probabilities(task, [_fields(t) for t in text_input_list], call)
 
     return EngineVictim()

@@ -37,7 +37,7 @@ from trustslm.report.types import (
     TrustReport,
 )
 from trustslm.runner.cache import RequestCache
-from trustslm.runner.execute import execute
+from trustslm.runner.execute import execute, memo_call
 from trustslm.scoring.aggregate import (
     Scored,
     aggregate,
@@ -228,17 +228,11 @@ def _adapt(p: PlannedProbe, model: ModelAdapter, model_hash: str, cache: Request
     run (``known``, which grows) are not asked for again."""
     start = time.perf_counter()
 
+    engine_call = memo_call(model, model_hash=model_hash, known=known, cache=cache, resume=resume, stats=stats)
+
     def call(requests: list) -> Results:
-        todo = [r for r in requests if r.key() not in known]
-        if todo:
-            out, more = execute(model, todo, model_hash=model_hash, cache=cache, resume=resume, progress=False)
-            known.update(out)
-            stats.cache_hits += more.cache_hits
-            stats.computed += more.computed
-            for kind, sec in more.seconds.items():
-                stats.seconds[kind] = stats.seconds.get(kind, 0.0) + sec
         p.requests.extend(requests)
-        return Results(known)
+        return engine_call(requests)
 
     try:
         assert p.data is not None

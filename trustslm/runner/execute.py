@@ -73,3 +73,32 @@ def execute(
             bar.close()
             stats.seconds[kind] = stats.seconds.get(kind, 0.0) + time.perf_counter() - start
     return results, stats
+
+
+def memo_call(
+    model: ModelAdapter,
+    *,
+    model_hash: str,
+    known: dict[str, Result],
+    cache: RequestCache | None = None,
+    resume: bool = False,
+    stats: ExecutionStats | None = None,
+):
+    """A ``call(requests) -> Results`` for adaptive probes: the requests not in ``known`` (which
+    it grows) go through :func:`execute` as one batched, deduplicated, cached run, quietly; the
+    model time and counts are added to ``stats``."""
+    from trustslm.probes.base import Results
+
+    def call(requests: Sequence[Request]) -> Results:
+        todo = [r for r in requests if r.key() not in known]
+        if todo:
+            out, more = execute(model, todo, model_hash=model_hash, cache=cache, resume=resume, progress=False)
+            known.update(out)
+            if stats is not None:
+                stats.cache_hits += more.cache_hits
+                stats.computed += more.computed
+                for kind, seconds in more.seconds.items():
+                    stats.seconds[kind] = stats.seconds.get(kind, 0.0) + seconds
+        return Results(known)
+
+    return call

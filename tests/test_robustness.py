@@ -238,7 +238,7 @@ def test_perturbation_consistency_hand_computed_and_textattacks_perturbations(tm
     assert all(sorted(t) == sorted(question) for t in by_kind["char_swap"])
     words = sorted(re.findall(r"\w+", question))  # TextAttack swaps words and leaves punctuation in place
     assert all(sorted(re.findall(r"\w+", t)) == words for t in by_kind["word_order"])
-    from trustslm.probes.perturbation import answer_core, contains
+    from trustslm.scoring.answers import answer_core, contains
 
     # an answer that only repeats the typo of its question is the same answer; "Lutetia" is right too
     assert answer_core("The capital of Frnace is Paris.", "What is the capital of Frnace?") == \

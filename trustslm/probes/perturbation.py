@@ -21,13 +21,11 @@ changed twice (TextAttack's default augmentation constraints).
 
 from __future__ import annotations
 
-import re
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
-from trustslm.data.files import read_jsonl, require_fields
-from trustslm.errors import DataError
+from trustslm.data.qa import load_closed_book
 from trustslm.models.base import CHAT_TEMPLATE, GENERATE, LOGLIKELIHOOD, GenerateRequest, LoglikelihoodRequest
 from trustslm.probes.base import (
     LoadedData,
@@ -40,6 +38,7 @@ from trustslm.probes.base import (
     Results,
     read_dataset,
 )
+from trustslm.scoring.answers import answer_core, contains
 
 #: Perturbation kind -> the TextAttack transformations it composes.
 KINDS = {
@@ -67,37 +66,6 @@ class PerturbationOptions(ProbeOptions):
     chat: bool = True
 
 
-def load_questions(path, fmt: str = "auto") -> tuple[list[dict[str, Any]], str]:
-    rows = read_jsonl(path)
-    require_fields(path, rows, ("question", "answer"))
-    items = []
-    for n, r in enumerate(rows, start=1):
-        answers = r["answer"] if isinstance(r["answer"], list) else str(r["answer"]).split("|")
-        answers = [str(a).strip() for a in answers if str(a).strip()]
-        if not answers:
-            raise DataError(f"{path} item {n}: no answer")
-        items.append({"id": str(r.get("id", n - 1)), "question": str(r["question"]), "answers": answers,
-                      "category": str(r.get("category", "all"))})
-    return items, "jsonl"
-
-
-def normalise(text: str) -> str:
-    """First non-empty line, lower-cased, punctuation removed, single spaces."""
-    first = next((line for line in text.splitlines() if line.strip()), "").lower()
-    return " ".join(re.sub(r"[^\w\s]", " ", first).split())
-
-
-def answer_core(answer: str, question: str) -> str:
-    """The normalised answer without the words of its question."""
-    asked = set(normalise(question).split())
-    return " ".join(w for w in normalise(answer).split() if w not in asked)
-
-
-def contains(answer: str, known: list[str]) -> bool:
-    text = f" {normalise(answer)} "
-    return any(f" {normalise(k)} " in text for k in known)
-
-
 class PerturbationConsistencyProbe(Probe):
     kind = "perturbation_consistency"
     needs = frozenset({GENERATE, LOGLIKELIHOOD})
@@ -117,7 +85,7 @@ class PerturbationConsistencyProbe(Probe):
         from trustslm.robustness.attack import example_seed
         from trustslm.robustness.textattack_env import TextAttackUnavailable, load_textattack
 
-        data = read_dataset(self, load_questions, ctx)
+        data = read_dataset(self, load_closed_book, ctx)
         try:
             textattack = load_textattack()
         except TextAttackUnavailable as exc:

@@ -66,8 +66,9 @@ class MetricDef:
     bootstrap: bool = True
     #: False: only the ``by`` breakdown rows are reported (e.g. a per-term metric).
     overall: bool = True
-    #: Draw the breakdown rows as a bar chart in the HTML report.
-    chart: bool = False
+    #: Draw the breakdown rows in the HTML report: as a bar chart (True), or as a reliability
+    #: diagram (``"reliability"``: accuracy per ``confidence_bin=LO-HI`` row against the diagonal).
+    chart: bool | str = False
     #: A faster function computing the same value as ``statistic``, used on bootstrap resamples
     #: (``statistic`` stays the reference, e.g. fairlearn; the tests check they agree).
     fast_statistic: Callable[[pd.DataFrame], float] | None = None
@@ -77,6 +78,11 @@ class MetricDef:
     interval: str = "percentile"
     #: The values the statistic can take, which the basic interval is clipped to.
     bounds: tuple[float, float] = (float("-inf"), float("inf"))
+    #: One more row per level ``v`` (group ``"{at_name}=v"``), valued ``statistic_at(units, v)``
+    #: on all units, e.g. the accuracy when abstaining below each confidence threshold.
+    at: tuple[float, ...] = ()
+    at_name: str = "threshold"
+    statistic_at: Callable[[pd.DataFrame, float], float] | None = None
 
 
 @dataclass

@@ -75,6 +75,34 @@ def _breakdown_chart(name: str, rows: list) -> str:
     return "".join(out)
 
 
+def _reliability_chart(rows: list) -> str:
+    """A reliability diagram (DeGroot and Fienberg 1983; Guo et al. 2017, figure 1): one bar per
+    confidence bin, as high as the accuracy of its questions, against the diagonal of perfect
+    calibration; the bin's count is in its tooltip."""
+    size, pad = 260, 36
+    out = [f'<svg class="reliability" role="img" aria-label="reliability diagram" width="{size + pad + 20}" '
+           f'height="{size + pad + 10}" xmlns="http://www.w3.org/2000/svg" font-size="11" font-family="sans-serif">',
+           f'<rect x="{pad}" y="10" width="{size}" height="{size}" fill="none" stroke="#99a"/>',
+           f'<line x1="{pad}" y1="{10 + size}" x2="{pad + size}" y2="10" stroke="#b3261e" stroke-dasharray="4 3"/>']
+    for tick in (0.0, 0.5, 1.0):
+        out.append(f'<text x="{pad + size * tick:.0f}" y="{size + 24}" text-anchor="middle" fill="#667">{tick:g}</text>'
+                   f'<text x="{pad - 4}" y="{10 + size * (1 - tick) + 4:.0f}" text-anchor="end" fill="#667">{tick:g}</text>')
+    out.append(f'<text x="{pad + size / 2}" y="{size + 40}" text-anchor="middle">confidence</text>'
+               f'<text x="10" y="{10 + size / 2}" transform="rotate(-90 10 {10 + size / 2})" text-anchor="middle">accuracy</text>')
+    for m in rows:
+        try:
+            lo, hi = (float(x) for x in (m.group or "").split("=", 1)[-1].split("-"))
+        except ValueError:
+            continue
+        v = m.value or 0.0
+        x, w, h = pad + size * lo, size * (hi - lo), size * v
+        out.append(f'<rect x="{x:.1f}" y="{10 + size - h:.1f}" width="{w:.1f}" height="{h:.1f}" fill="#2f6fdb" '
+                   f'opacity="0.75" stroke="#fff"><title>confidence {lo:g}-{hi:g}: accuracy {v:.3f}, '
+                   f'n={m.n}</title></rect>')
+    out.append("</svg>")
+    return "".join(out)
+
+
 def render_fragment(report: TrustReport) -> str:
     """Scores and metrics as HTML without a page around them (Jupyter's ``_repr_html_``)."""
     out = [_bar_chart(report), "<table><tr><th>dimension</th><th>score</th><th>95% interval</th><th>probes</th></tr>"]
@@ -136,7 +164,11 @@ def render_html(report: TrustReport) -> str:
         body.append("</table>")
         for name in dict.fromkeys(m.name for m in r.metrics if m.chart and m.group):
             rows = [m for m in r.metrics if m.name == name and m.group]
-            body.append(f"<p><b>{escape(name)}</b> by group</p>{_breakdown_chart(name, rows)}")
+            if rows[0].chart == "reliability":
+                body.append(f"<p><b>reliability diagram</b> ({escape(name)} per confidence bin; dashed: "
+                            f"perfect calibration)</p>{_reliability_chart(rows)}")
+            else:
+                body.append(f"<p><b>{escape(name)}</b> by group</p>{_breakdown_chart(name, rows)}")
         body.append("<ul>")
         for ds in r.datasets:
             body.append(f"<li>data <code>{escape(ds.path)}</code> ({escape(ds.format)}, {ds.n_used} of {ds.n_items} items, "

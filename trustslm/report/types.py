@@ -79,7 +79,9 @@ class Metric(_Frozen):
         default=None, description="Normalised 0-100 score, for the metrics that count in the score."
     )
     description: str = ""
-    chart: bool = Field(default=False, description="The HTML report draws this metric's breakdown rows.")
+    chart: bool | Literal["reliability"] = Field(
+        default=False, description="The HTML report draws this metric's breakdown rows: as bars (true), or as a "
+                                   "reliability diagram (rows grouped by confidence bin 'confidence_bin=LO-HI').")
 
 
 class ScoreValue(_Frozen):

@@ -121,7 +121,10 @@ def load_data(planned: list[PlannedProbe], ctx: ProbeContext) -> None:
     for p in planned:
         start = time.perf_counter()
         own = p.probe.options.limit  # type: ignore[attr-defined]
-        probe_ctx = dataclasses.replace(ctx, limit=own) if own is not None else ctx
+        if own is not None:  # the smaller of the probe's own limit and --limit
+            probe_ctx = dataclasses.replace(ctx, limit=own if ctx.limit is None else min(own, ctx.limit))
+        else:
+            probe_ctx = ctx
         try:
             p.data = p.probe.load(probe_ctx)
         except ProbeSkipped as exc:
@@ -230,8 +233,13 @@ def _adapt(p: PlannedProbe, model: ModelAdapter, model_hash: str, cache: Request
 
     engine_call = memo_call(model, model_hash=model_hash, known=known, cache=cache, resume=resume, stats=stats)
 
+    asked = {r.key() for r in p.requests}
+
     def call(requests: list) -> Results:
-        p.requests.extend(requests)
+        for r in requests:  # a request asked again (e.g. to read its result) is counted once
+            if r.key() not in asked:
+                asked.add(r.key())
+                p.requests.append(r)
         return engine_call(requests)
 
     try:

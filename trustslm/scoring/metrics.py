@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -95,6 +96,9 @@ def compute_metrics(
                 sub_rng = probe_rng(seed, probe_id, salt=f"{defn.name}|{label}")
                 sub_idx = sub_rng.integers(0, len(sub), size=(resamples, len(sub)))
                 out.append(_one(defn, sub, sub_idx, group=label))
+        for level in defn.at:
+            at_defn = replace(defn, statistic=partial(defn.statistic_at, level=level), fast_statistic=None, at=())
+            out.append(_one(at_defn, units, idx, group=f"{defn.at_name}={level:g}"))
     return out
 
 

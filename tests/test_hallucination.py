@@ -101,6 +101,16 @@ def test_question_without_answers_is_one_line_exit_2(tmp_path):
     assert_one_line_error(proc, 2, "item 2: a question without answers")
 
 
+def test_mc_task_json_without_a_true_answer_is_bad_input(tmp_path):
+    bad = tmp_path / "mc.json"
+    bad.write_text(json.dumps([{"question": "Q?", "mc1_targets": {"A": 1, "B": 0}, "mc2_targets": {"A": 0, "B": 0}}]))
+    with pytest.raises(DataError, match="item 1: no correct answer for MC2"):
+        load_truthfulqa(bad)
+    bad.write_text('{"question": "not a list"}')
+    with pytest.raises(DataError, match="expected a JSON list"):
+        load_truthfulqa(bad)
+
+
 def test_closed_book_loader_and_multiple_choice_form(tmp_path):
     path = tmp_path / "qa.jsonl"
     path.write_text('{"id": "a", "kind": "math", "question": "2+2?", "answers": "4|four", "distractors": ["3", "5"]}\n')

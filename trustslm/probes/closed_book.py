@@ -97,10 +97,10 @@ class ClosedBookQAProbe(Probe):
 
     def adapt(self, data: LoadedData, call: Callable, ctx: ProbeContext) -> None:
         """Second pass: the log-likelihood of each (non-empty) answer the model gave."""
-        answers = call(self.requests(data, ctx))
-        todo = [self._confidence_request(item, answers[self._generate(item, ctx)].text, ctx) for item in data.items
-                if answers[self._generate(item, ctx)].text.strip()]
-        call(todo)
+        asked = self.requests(data, ctx)
+        answers = call(asked)  # already run: read back, not recomputed
+        call([self._confidence_request(item, answers[r].text, ctx)
+              for item, r in zip(data.items, asked, strict=True) if answers[r].text.strip()])
 
     def score(self, data: LoadedData, results: Results, ctx: ProbeContext) -> ProbeOutput:
         import pandas as pd

@@ -155,16 +155,31 @@ class ScoringInfo(_Frozen):
 class GateRuleResult(_Frozen):
     rule: str
     target: str
-    op: Literal["min", "max"]
-    threshold: float
+    op: Literal["min", "max", "regression"] = Field(
+        description="'min'/'max': a threshold on the value; 'regression': the change from the baseline report.")
+    threshold: float = Field(description="The bound, or for a regression rule the tolerance (in the target's units; "
+                                         "score points for dimensions and overall).")
     actual: float | None
     passed: bool
     reason: str
+    baseline: float | None = Field(default=None, description="Regression rules: the baseline report's value.")
+    regression: float | None = Field(
+        default=None, description="Regression rules: how much worse the new value is (negative: better), in the "
+                                  "metric's direction (distance from the target for target metrics).")
+    ci_low: float | None = Field(default=None, description="Regression rules: 95% paired-bootstrap interval of "
+                                                           "'regression'.")
+    ci_high: float | None = None
+    p_value: float | None = Field(default=None, description="Regression rules: one-sided paired-bootstrap p-value "
+                                                            "of 'the regression is at most the tolerance'.")
+    p_adjusted: float | None = Field(default=None, description="p_value after Holm's correction over the "
+                                                               "compared regression rules.")
 
 
 class GateResult(_Frozen):
     policy: str | None = None
     policy_sha256: str | None = None
+    baseline: str | None = Field(default=None, description="The baseline report compared with, if any.")
+    baseline_model_hash: str | None = None
     passed: bool
     rules: list[GateRuleResult] = Field(default_factory=list)
     failures: list[str] = Field(default_factory=list)

@@ -1,4 +1,4 @@
-"""Writing a report's files. ``report.json`` and ``samples.jsonl`` are written first (the results
+"""Writing a report's files. ``report.json``, ``samples.jsonl`` and ``units.jsonl`` are written first (the results
 themselves), then the renderings; each file is written to a temporary name and moved into place,
 so an interrupted write never leaves a half file."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from trustslm.report.types import TrustReport
 
-OUTPUT_FILES = ("report.json", "samples.jsonl", "report.md", "report.html")
+OUTPUT_FILES = ("report.json", "samples.jsonl", "units.jsonl", "report.md", "report.html")
 
 
 def _write(path: Path, text: str) -> None:
@@ -22,11 +22,51 @@ def _write(path: Path, text: str) -> None:
 def write_outputs(report: TrustReport, out_dir: Path) -> list[Path]:
     from trustslm.report.html import render_html
     from trustslm.report.markdown import render_markdown
+    from trustslm.report.units import dump_units
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / name for name in OUTPUT_FILES]
     _write(paths[0], report.to_json() + "\n")
     _write(paths[1], "".join(json.dumps(s, ensure_ascii=False, sort_keys=True) + "\n" for s in report.samples))
-    _write(paths[2], render_markdown(report))
-    _write(paths[3], render_html(report))
+    _write(paths[2], dump_units(report.units))
+    _write(paths[3], render_markdown(report))
+    _write(paths[4], render_html(report))
     return paths
+
+
+def load_report_dir(path: str | Path) -> TrustReport:
+    """A report with its per-sample records: ``path`` is a ``report.json`` or the folder holding
+    one. ``samples.jsonl`` beside it (one JSON object per line) fills ``report.samples`` and
+    ``units.jsonl`` fills ``report.units``, each when the file is there; a malformed line is a
+    one-line :class:`~trustslm.errors.BadInputError` naming the file and line."""
+    from trustslm.errors import BadInputError
+
+    path = Path(path)
+    file = path / "report.json" if path.is_dir() else path
+    report = TrustReport.load(file)
+    samples_file = file.with_name("samples.jsonl")
+    if samples_file.is_file():
+        samples = []
+        try:
+            with open(samples_file, encoding="utf-8") as f:
+                for i, line in enumerate(f, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        record = json.loads(line)
+                    except ValueError as exc:
+                        raise BadInputError(f"{samples_file}, line {i}: not JSON ({exc})") from None
+                    if not isinstance(record, dict):
+                        raise BadInputError(f"{samples_file}, line {i}: expected a JSON object, found "
+                                            f"{type(record).__name__}")
+                    samples.append(record)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BadInputError(f"can't read {samples_file}: {exc}") from None
+        report._samples = samples
+    from trustslm.report.units import FILE_NAME as UNITS_FILE
+    from trustslm.report.units import read_units
+
+    units_file = file.with_name(UNITS_FILE)
+    if units_file.is_file():
+        report._units = read_units(units_file)
+    return report

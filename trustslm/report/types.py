@@ -221,12 +221,20 @@ class TrustReport(_Frozen):
     scoring: ScoringInfo
     gate: GateResult
     _samples: list[dict[str, Any]] = PrivateAttr(default_factory=list)
+    _units: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     @property
     def samples(self) -> list[dict[str, Any]]:
         """Per-sample records of every probe (what ``samples.jsonl`` holds); empty for a
         report read back from JSON."""
         return self._samples
+
+    @property
+    def units(self) -> dict[str, pd.DataFrame]:
+        """Each probe's unit table, the rows its metrics were computed from (what ``units.jsonl``
+        holds); the release gate resamples them to compare two reports. Empty for a report read
+        back from JSON alone (:func:`trustslm.report.files.load_report_dir` reads them too)."""
+        return self._units
 
     # -- access -----------------------------------------------------------------------------
     def result(self, probe_id: str) -> ProbeResult:

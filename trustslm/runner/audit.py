@@ -194,10 +194,13 @@ def run(
     probe_results: list[ProbeResult] = []
     probe_scores: dict[str, tuple[str, Scored]] = {}
     samples: list[dict[str, Any]] = []
+    units: dict[str, Any] = {}
     for p in planned:
-        result, scored, probe_samples = _score_one(p, Results(results), ctx, resamples)
+        result, scored, probe_samples, probe_units = _score_one(p, Results(results), ctx, resamples)
         probe_results.append(result)
         samples.extend(probe_samples)
+        if probe_units is not None:
+            units[p.probe.id] = probe_units
         if scored is not None:
             probe_scores[p.probe.id] = (p.probe.spec.dimension, scored)
 
@@ -221,6 +224,7 @@ def run(
         scoring=scoring_info(resamples), gate=gate,
     )
     report._samples = samples
+    report._units = units
     return report
 
 
@@ -274,7 +278,7 @@ def _score_one(p: PlannedProbe, results: Results, ctx: ProbeContext, resamples: 
         "n_requests": len(p.requests),
     }
     if p.status != "ok":
-        return ProbeResult(status=p.status, reason=p.reason, wall_time_s=round(p.seconds, 3), **base), None, []
+        return ProbeResult(status=p.status, reason=p.reason, wall_time_s=round(p.seconds, 3), **base), None, [], None
     start = time.perf_counter()
     try:
         assert p.data is not None
@@ -299,14 +303,14 @@ def _score_one(p: PlannedProbe, results: Results, ctx: ProbeContext, resamples: 
         reason = f"{type(exc).__name__}: {first}"
         if ctx.progress:
             traceback.print_exc(file=sys.stderr)
-        return ProbeResult(status="error", reason=reason, wall_time_s=round(p.seconds, 3), **base), None, []
+        return ProbeResult(status="error", reason=reason, wall_time_s=round(p.seconds, 3), **base), None, [], None
     p.seconds += time.perf_counter() - start
     result = ProbeResult(
         status="ok", metrics=metrics, score=scored.to_value() if scored else None,
         scorer=output.scorer, n_samples=len(output.samples), wall_time_s=round(p.seconds, 3), **base,
     )
     samples = [{"probe_id": spec.id, **s} for s in output.samples]
-    return result, scored, samples
+    return result, scored, samples, output.units
 
 
 def _card_path(path: str) -> str:

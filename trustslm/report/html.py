@@ -3,7 +3,10 @@ Every string from the model, the data or the user is escaped."""
 
 from __future__ import annotations
 
+import json
+from collections import defaultdict
 from html import escape
+from typing import Any
 
 from trustslm.report.format import direction, fmt, interval
 from trustslm.report.types import DIMENSIONS, TrustReport
@@ -14,7 +17,14 @@ h1{font-size:1.6rem}h2{margin-top:2rem;border-bottom:1px solid #dde;padding-bott
 table{border-collapse:collapse;margin:.5rem 0 1rem}td,th{border:1px solid #dde;padding:.25rem .6rem;text-align:left;font-size:.9rem}
 th{background:#f3f5f8}.muted{color:#667}.pass{color:#11702f;font-weight:600}.fail{color:#b3261e;font-weight:600}
 .skipped{color:#8a5a00}.error{color:#b3261e}code{background:#f3f5f8;padding:0 .2rem}
+details.samples{margin:.5rem 0 1rem}details.samples summary{cursor:pointer;color:#2457b3}
+details.samples td{font-size:.8rem;vertical-align:top;max-width:28rem;overflow-wrap:anywhere}
 """
+
+#: Per-sample records shown for each probe; the rest are in ``samples.jsonl``.
+MAX_SAMPLES_SHOWN = 50
+#: Characters of a sample value shown in the table.
+MAX_VALUE_CHARS = 200
 
 
 def _bar_chart(report: TrustReport) -> str:
@@ -103,6 +113,50 @@ def _reliability_chart(rows: list) -> str:
     return "".join(out)
 
 
+def _cell(value: Any) -> str:
+    """A sample value as escaped table text, at most :data:`MAX_VALUE_CHARS` characters."""
+    if isinstance(value, str):
+        text = value
+    else:
+        try:
+            text = json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+        except (TypeError, ValueError):
+            text = repr(value)
+    if len(text) > MAX_VALUE_CHARS:
+        text = text[:MAX_VALUE_CHARS] + "…"
+    return escape(text)
+
+
+def _samples_section(probe_id: str, samples: list[dict[str, Any]], have_samples: bool) -> str:
+    """``<details id="samples-PROBE">``: the probe's first per-sample records as a table."""
+    anchor = escape(f"samples-{probe_id}")
+    if not have_samples:
+        return (f'<details class="samples" id="{anchor}"><summary>samples</summary><p class=muted>This report was '
+                f"read back without its samples: <code>samples.jsonl</code> beside <code>report.json</code> holds "
+                f"them (records with probe_id {escape(probe_id)}).</p></details>")
+    if not samples:
+        return (f'<details class="samples" id="{anchor}"><summary>samples (none)</summary>'
+                f"<p class=muted>This probe recorded no per-sample records.</p></details>")
+    shown = samples[:MAX_SAMPLES_SHOWN]
+    # "id" first, then sorted: the same columns whether the records come from the audit or back
+    # from samples.jsonl (written with sorted keys), so a re-rendered page is byte-identical
+    keys = sorted({str(k) for s in shown for k in s if k != "probe_id"}, key=lambda k: (k != "id", k))
+    summary = (f"{len(samples)} samples" if len(samples) <= MAX_SAMPLES_SHOWN
+               else f"first {len(shown)} of {len(samples)} samples")
+    out = [f'<details class="samples" id="{anchor}"><summary>{summary}</summary><table><tr>',
+           "".join(f"<th>{escape(str(k))}</th>" for k in keys), "</tr>"]
+    for rec in shown:
+        cells = {str(k): v for k, v in rec.items()}
+        out.append("<tr>" + "".join(f"<td>{_cell(cells[k]) if k in cells else ''}</td>" for k in keys) + "</tr>")
+    out.append("</table>")
+    more = len(samples) - len(shown)
+    if more:
+        out.append(f"<p class=muted>{more} more in <code>samples.jsonl</code> (records with probe_id "
+                   f"{escape(probe_id)}).</p>")
+    out.append("</details>")
+    return "".join(out)
+
+
 def render_fragment(report: TrustReport) -> str:
     """Scores and metrics as HTML without a page around them (Jupyter's ``_repr_html_``)."""
     out = [_bar_chart(report), "<table><tr><th>dimension</th><th>score</th><th>95% interval</th><th>probes</th></tr>"]
@@ -136,30 +190,41 @@ def render_html(report: TrustReport) -> str:
                 f"{escape(s.overall_aggregation)}. Normaliser: {escape(s.normaliser)}. "
                 f"Intervals: {escape(s.interval)}, {s.bootstrap_resamples} resamples.</p>")
     g = report.gate
-    if g.rules or g.policy:
+    if g.rules or g.policy or g.baseline:
         verdict = '<span class=pass>PASSED</span>' if g.passed else '<span class=fail>FAILED</span>'
-        body.append(f"<h2>Gate</h2><p>{verdict} · policy <code>{escape(str(g.policy))}</code></p>")
+        against = f" · baseline <code>{escape(g.baseline)}</code>" if g.baseline else ""
+        body.append(f"<h2>Gate</h2><p>{verdict} · policy <code>{escape(str(g.policy))}</code>{against}</p>")
         body.append("<table><tr><th>rule</th><th>result</th><th>detail</th></tr>")
         for r in g.rules:
             res = '<span class=pass>pass</span>' if r.passed else '<span class=fail>FAIL</span>'
             body.append(f"<tr><td>{escape(r.rule)}</td><td>{res}</td><td>{escape(r.reason)}</td></tr>")
         body.append("</table>")
     body.append("<h2>Probes</h2>")
+    by_probe: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for rec in report.samples:
+        by_probe[str(rec.get("probe_id"))].append(rec)
+    have_samples = bool(report.samples)
     for r in report.results:
+        link = escape(f"#samples-{r.probe_id}")
         body.append(f'<h3 id="{escape(r.probe_id)}">{escape(r.probe_id)} <span class=muted>v{escape(r.version)} · {r.dimension}</span></h3>')
         if r.card:
             body.append(f"<p>{escape(r.card.summary)}</p><p class=muted>card: <code>{escape(r.card.path)}</code></p>")
         if r.status != "ok":
             body.append(f'<p class="{r.status}">{r.status}: {escape(str(r.reason))}</p>')
+            if by_probe.get(r.probe_id):
+                body.append(_samples_section(r.probe_id, by_probe[r.probe_id], have_samples))
             continue
         if r.score:
-            body.append(f"<p>Probe score {r.score.score:.1f} [{r.score.ci_low:.1f}, {r.score.ci_high:.1f}]</p>")
-        body.append("<table><tr><th>metric</th><th>group</th><th>value</th><th>95% interval</th><th>n</th><th>direction</th><th>score</th></tr>")
+            body.append(f'<p>Probe score <a href="{link}">{r.score.score:.1f} [{r.score.ci_low:.1f}, '
+                        f'{r.score.ci_high:.1f}]</a> <span class=muted>(<a href="{link}">samples</a>)</span></p>')
+        body.append("<table><tr><th>metric</th><th>group</th><th>value</th><th>95% interval</th><th>n</th><th>direction</th>"
+                    "<th>score</th><th>samples</th></tr>")
         for mt in r.metrics:
             body.append(
                 f"<tr><td title=\"{escape(mt.description)}\">{escape(mt.name)}</td><td>{escape(mt.group or 'all')}</td>"
                 f"<td>{fmt(mt.value)}</td><td>{interval(mt.ci_low, mt.ci_high)}</td><td>{mt.n}</td>"
-                f"<td>{escape(direction(mt))}</td><td>{fmt(mt.score, 1) if mt.score is not None else ''}</td></tr>"
+                f"<td>{escape(direction(mt))}</td><td>{fmt(mt.score, 1) if mt.score is not None else ''}</td>"
+                f'<td><a href="{link}">samples</a></td></tr>'
             )
         body.append("</table>")
         for name in dict.fromkeys(m.name for m in r.metrics if m.chart and m.group):
@@ -175,8 +240,9 @@ def render_html(report: TrustReport) -> str:
                         f"sha256 <code>{escape(ds.sha256[:16])}</code>)</li>")
         if r.scorer:
             body.append(f"<li>scorer {escape(r.scorer.name)} {escape(r.scorer.version)}: {escape(r.scorer.detail)}</li>")
-        body.append(f"<li>{r.n_samples} samples in <code>samples.jsonl</code> (probe_id {escape(r.probe_id)}); "
-                    f"{r.n_requests} model requests; {r.wall_time_s:.1f} s</li></ul>")
+        body.append(f'<li><a href="{link}">{r.n_samples} samples</a> in <code>samples.jsonl</code> (probe_id '
+                    f"{escape(r.probe_id)}); {r.n_requests} model requests; {r.wall_time_s:.1f} s</li></ul>")
+        body.append(_samples_section(r.probe_id, by_probe.get(r.probe_id, []), have_samples))
     body.append("<h2>Provenance</h2><table><tr><th>file</th><th>sha256</th><th>bytes</th></tr>")
     for f in m.files:
         body.append(f"<tr><td>{escape(f.path)}</td><td><code>{escape(f.sha256)}</code></td><td>{f.size:,}</td></tr>")

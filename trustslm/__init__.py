@@ -10,15 +10,27 @@ from typing import TYPE_CHECKING, Any
 from trustslm._version import __version__
 
 if TYPE_CHECKING:
-    from trustslm.api import audit, check_scorer, finetune, list_probes, list_scorers, load_report, render_report
+    from trustslm.api import (
+        audit,
+        check_scorer,
+        compare,
+        evaluate_gate,
+        finetune,
+        list_probes,
+        list_scorers,
+        load_report,
+        render_report,
+        update_card,
+    )
     from trustslm.report.types import TrustReport
 
-__all__ = ["__version__", "audit", "check_scorer", "finetune", "list_probes", "list_scorers", "load_report",
-           "render_report", "TrustReport"]
+__all__ = ["__version__", "audit", "check_scorer", "compare", "evaluate_gate", "finetune", "list_probes",
+           "list_scorers", "load_report", "render_report", "update_card", "TrustReport"]
+_API = frozenset(__all__) - {"__version__", "TrustReport"}
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("audit", "check_scorer", "finetune", "list_probes", "list_scorers", "load_report", "render_report"):
+    if name in _API:
         from trustslm import api
 
         return getattr(api, name)

@@ -41,6 +41,7 @@ def audit(
     bootstrap_resamples: int = DEFAULT_RESAMPLES,
     quick: bool = False,
     scorer: str | None = None,
+    baseline: str | Path | TrustReport | None = None,
 ) -> TrustReport:
     """Audit ``model`` with the selected probes and return the report.
 
@@ -53,6 +54,8 @@ def audit(
         seed: seeds sampling and the bootstrap; the same seed reproduces the report.
         limit: use at most this many items of each probe's data.
         policy: a gate policy (a YAML path or a :class:`~trustslm.gate.policy.Policy`).
+        baseline: the predecessor's report (a ``report.json``, its folder, or a report): the
+            gate also fails on significant regressions from it (see :func:`gate`).
         out: if given, write ``report.json``, ``samples.jsonl``, ``report.md`` and ``report.html`` there.
         resume: take results already in the cache (from an interrupted or earlier run).
         allow_pickle: load pickle weights when a folder has no safetensors (runs their code!).
@@ -79,6 +82,7 @@ def audit(
                           overrides=options, discovered=discover_options(model), quick=quick,
                           scorer=scorer)
     gate_policy = _policy(policy)
+    baseline_report, baseline_path = _baseline(baseline)
     ctx = ProbeContext(seed=seed, limit=limit, capabilities=frozenset(), registry=registry,
                        progress=progress)
     engine.load_data(planned, ctx)
@@ -101,6 +105,12 @@ def audit(
     finally:
         if cache is not None:
             cache.close()
+    if baseline_report is not None or (gate_policy is not None and gate_policy[0].regressions is not None):
+        from trustslm.gate.release import apply_gate
+
+        pol, path, digest = gate_policy or (None, None, None)
+        report = apply_gate(report, pol, baseline=baseline_report, policy_path=path, policy_sha256=digest,
+                            baseline_path=baseline_path, registry=registry, progress=progress)
     if out is not None:
         from trustslm.report.files import write_outputs
 
@@ -153,6 +163,68 @@ def _policy(policy: str | Path | Policy | None) -> tuple[Policy, str | None, str
     return loaded, str(policy), digest
 
 
+def _baseline(baseline: str | Path | TrustReport | None) -> tuple[TrustReport | None, str | None]:
+    if baseline is None or isinstance(baseline, TrustReport):
+        return baseline, None
+    from trustslm.report.files import load_report_dir
+
+    return load_report_dir(baseline), str(baseline)
+
+
+def evaluate_gate(
+    report: str | Path | TrustReport,
+    *,
+    policy: str | Path | Policy | None = None,
+    baseline: str | Path | TrustReport | None = None,
+    registry: Registry | None = None,
+    progress: bool = False,
+) -> TrustReport:
+    """Evaluate the release gate on an existing report: the policy's thresholds and, against
+    ``baseline`` (the predecessor's report), its regression rules. Returns the report with its
+    ``gate`` replaced; ``report.gate.passed`` is the verdict and ``report.gate.failures`` say why.
+
+    A regression fails only when it is larger than its tolerance and significant under a paired
+    bootstrap over the units both reports share, Holm-corrected over the rules
+    (:mod:`trustslm.gate.release`); targets the two reports can't be compared on (other probe
+    versions or data, no ``units.jsonl``) say why and follow the policy's ``on_missing``."""
+    from trustslm.gate.release import apply_gate
+    from trustslm.report.files import load_report_dir
+
+    if not isinstance(report, TrustReport):
+        report = load_report_dir(report)
+    base, base_path = _baseline(baseline)
+    pol, path, digest = _policy(policy) or (None, None, None)
+    return apply_gate(report, pol, baseline=base, policy_path=path, policy_sha256=digest, baseline_path=base_path,
+                      registry=registry, progress=progress)
+
+
+def compare(old: str | Path | TrustReport, new: str | Path | TrustReport, *, resamples: int | None = None,
+            targets: set[str] | None = None, registry: Registry | None = None, progress: bool = False):
+    """Every metric and score of two reports side by side: old, new, difference, its 95%
+    paired-bootstrap interval and a verdict (better, worse, no significant change, or not compared
+    and why). Returns a :class:`~trustslm.gate.compare.ReportDiff`; see :mod:`trustslm.gate.compare`."""
+    from trustslm.gate.compare import DEFAULT_COMPARE_RESAMPLES
+    from trustslm.gate.compare import compare as _compare
+
+    (o, o_path), (n, n_path) = _baseline(old), _baseline(new)
+    assert o is not None and n is not None
+    return _compare(o, n, registry=registry, resamples=resamples or DEFAULT_COMPARE_RESAMPLES, targets=targets,
+                    old_path=o_path, new_path=n_path, progress=progress)
+
+
+def update_card(model_dir: str | Path, report: str | Path | TrustReport) -> Path:
+    """Write ``report``'s trust results into ``model_dir``'s README model card: Hugging Face
+    ``model-index`` eval results and a readable section, replacing trustslm's own on a rerun and
+    leaving the rest of the card as it was. Returns the README's path."""
+    from trustslm.report.card import update_model_card
+    from trustslm.report.files import load_report_dir
+
+    path = None
+    if not isinstance(report, TrustReport):
+        path, report = str(report), load_report_dir(report)
+    return update_model_card(model_dir, report, report_path=path)
+
+
 def finetune(model: str | Path | ModelAdapter, data: str | Path, *, out: str | Path, **options: Any):
     """Fine-tune ``model`` on ``data`` into ``out`` (DP-SGD with ``dp=True, target_epsilon=...``);
     returns the :class:`~trustslm.train.record.TrainingRecord`. See ``trustslm finetune --help``."""
@@ -189,7 +261,9 @@ def list_scorers(registry: Registry | None = None) -> list[str]:
 def render_report(report: TrustReport | str | Path, fmt: str = "md") -> str:
     """A report (or a ``report.json`` path) as Markdown (``md``) or self-contained HTML (``html``)."""
     if not isinstance(report, TrustReport):
-        report = TrustReport.load(report)
+        from trustslm.report.files import load_report_dir
+
+        report = load_report_dir(report)
     if fmt == "md":
         from trustslm.report.markdown import render_markdown
 
@@ -204,4 +278,7 @@ def render_report(report: TrustReport | str | Path, fmt: str = "md") -> str:
 
 
 def load_report(path: str | Path) -> TrustReport:
-    return TrustReport.load(path)
+    """A ``report.json`` (or its folder), with ``samples.jsonl`` and ``units.jsonl`` when beside it."""
+    from trustslm.report.files import load_report_dir
+
+    return load_report_dir(path)

@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--probes", type=_csv, default=None, help="probe ids or globs, comma-separated (default: all)")
     a.add_argument("--out", default="trustslm-report", help="output folder (default: trustslm-report)")
     a.add_argument("--policy", help="gate policy YAML: exit 1 when it fails")
+    a.add_argument("--baseline", metavar="REPORT",
+                   help="the predecessor's report.json (or its folder): also fail on significant regressions from it")
+    _ci_output_flags(a)
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--limit", type=int, help="use at most N items of each probe's data")
     a.add_argument("--resume", action="store_true", help="reuse results cached by an earlier or interrupted run")
@@ -112,6 +115,26 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--out", help="also write the result as JSON here")
     ck.add_argument("--no-progress", action="store_true")
 
+    g = sub.add_parser("gate", help="evaluate the release gate on an existing report (no model needed)")
+    g.add_argument("report", help="report.json or its folder")
+    g.add_argument("--policy", help="gate policy YAML")
+    g.add_argument("--baseline", metavar="REPORT", help="the predecessor's report.json (or its folder)")
+    _ci_output_flags(g)
+    g.add_argument("--no-progress", action="store_true")
+
+    d = sub.add_parser("diff", help="compare two reports metric by metric, with paired intervals")
+    d.add_argument("old", help="the old report.json (or its folder)")
+    d.add_argument("new", help="the new report.json (or its folder)")
+    d.add_argument("--format", choices=["md", "json"], default="md")
+    d.add_argument("--resamples", type=int, default=None,
+                   help="paired bootstrap resamples (default: 1000, as the reports' own intervals)")
+    d.add_argument("--output", "-o", help="write here instead of stdout")
+    d.add_argument("--no-progress", action="store_true")
+
+    c = sub.add_parser("card", help="write a report's trust results into a model folder's README model card")
+    c.add_argument("model_dir", help="the model folder (its README.md is updated or created)")
+    c.add_argument("--report", required=True, help="report.json or its folder")
+
     rp = sub.add_parser("report", help="report files")
     rps = rp.add_subparsers(dest="report_command", required=True, parser_class=_Parser)
     rr = rps.add_parser("render", help="render a report.json as Markdown or HTML")
@@ -119,6 +142,35 @@ def build_parser() -> argparse.ArgumentParser:
     rr.add_argument("--format", choices=["md", "html"], default="md")
     rr.add_argument("--output", "-o", help="write here instead of stdout")
     return p
+
+
+def _ci_output_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--junit", metavar="FILE", help="also write the gate as JUnit XML (one test case per rule)")
+    p.add_argument("--sarif", metavar="FILE", help="also write the gate's failures as SARIF 2.1.0 (code scanning)")
+
+
+def _write_ci_outputs(report, args: argparse.Namespace) -> None:
+    from trustslm.report.junit import render_junit
+    from trustslm.report.sarif import render_sarif
+
+    outputs = []
+    if args.junit:
+        outputs.append((Path(args.junit), render_junit(report)))
+    if args.sarif:
+        policy_text = Path(args.policy).read_text(encoding="utf-8") if args.policy else None
+        outputs.append((Path(args.sarif), render_sarif(report, policy_text=policy_text)))
+    for path, text in outputs:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise _bad(f"can't write {path}: {exc.strerror or exc}") from None
+
+
+def _gate_exit(report) -> int:
+    if any(r.status == "error" for r in report.results):
+        return EXIT_RUNTIME
+    return EXIT_OK if report.gate.passed else EXIT_GATE_FAILED
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -138,13 +190,47 @@ def cmd_audit(args: argparse.Namespace) -> int:
         seed=args.seed, limit=args.limit, policy=args.policy, out=args.out, resume=args.resume,
         allow_pickle=args.allow_pickle, allow_download=args.allow_download, batch_size=args.batch_size,
         cache_dir=args.cache_dir, progress=not args.no_progress, quick=args.quick,
-        scorer=args.scorer,
+        scorer=args.scorer, baseline=args.baseline,
     )
+    _write_ci_outputs(report, args)
     print(summary_table(report))
     print(f"  report: {Path(args.out) / 'report.html'}")
-    if any(r.status == "error" for r in report.results):
-        return EXIT_RUNTIME
+    return _gate_exit(report)
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    from trustslm import api
+    from trustslm.report.markdown import gate_lines
+
+    if not args.policy and not args.baseline:
+        raise _bad("give --policy, --baseline or both")
+    report = api.evaluate_gate(args.report, policy=args.policy, baseline=args.baseline, progress=not args.no_progress)
+    _write_ci_outputs(report, args)
+    print("\n".join(gate_lines(report)))
     return EXIT_OK if report.gate.passed else EXIT_GATE_FAILED
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from trustslm import api
+    from trustslm.report.diff import render_diff_markdown
+
+    if args.resamples is not None and args.resamples < 200:
+        raise _bad("--resamples must be at least 200")
+    diff = api.compare(args.old, args.new, resamples=args.resamples, progress=not args.no_progress)
+    text = diff.model_dump_json(indent=2) + "\n" if args.format == "json" else render_diff_markdown(diff)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_card(args: argparse.Namespace) -> int:
+    from trustslm import api
+
+    path = api.update_card(args.model_dir, args.report)
+    print(f"model card updated: {path}")
+    return EXIT_OK
 
 
 #: Flags of ``audit`` that set probe options (``--set`` for the same option wins).
@@ -233,6 +319,9 @@ def _bad(message: str) -> TrustSLMError:
 
 COMMANDS = {
     ("audit", None): cmd_audit,
+    ("card", None): cmd_card,
+    ("diff", None): cmd_diff,
+    ("gate", None): cmd_gate,
     ("finetune", None): cmd_finetune,
     ("probes", "list"): cmd_probes_list,
     ("report", "render"): cmd_report_render,

@@ -9,19 +9,35 @@
     metrics:
       bias.stereotype_pairs.pct_stereotype: {max: 0.65}
       toxicity.continuation.toxicity_probability: {max: 0.2}
-    on_missing: fail          # or skip: a rule whose target was not measured
+    on_missing: fail          # or skip: a rule whose target was not measured (or can't be compared)
+    regressions:              # with a baseline report (audit --baseline, trustslm gate --baseline)
+      alpha: 0.05             # family-wise error rate over the compared rules (Holm's correction)
+      resamples: 2000         # paired bootstrap resamples
+      overall: 1.0            # tolerance in score points: fail on a significant drop of more than 1
+      dimensions:
+        privacy: 2.0
+      metrics:
+        toxicity.continuation.toxicity_probability: 0.02   # in the metric's own units
 
 A metric is named ``PROBE_ID.METRIC`` (the overall row) or ``PROBE_ID.METRIC[column=value]``
-(a breakdown row). Thresholds apply to the point value. Unknown keys are errors.
+(a breakdown row). Thresholds apply to the point value. Unknown keys are errors. A tolerance is a
+number or ``{tolerance: N}``.
+
+A regression rule fails only when the new value is worse than the baseline's by more than its
+tolerance **and** the paired bootstrap says so with confidence: the one-sided p-value of "the
+regression is at most the tolerance", Holm-adjusted over all compared regression rules, is below
+``alpha`` (:mod:`trustslm.gate.compare` pairs the two reports' units). With a baseline and no
+``regressions`` section, the overall score and every dimension the baseline measured are compared
+with tolerance 0.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from trustslm.errors import PolicyError
 from trustslm.hashing import sha256_file
@@ -49,21 +65,56 @@ class Threshold(BaseModel):
         return self
 
 
+class Tolerance(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    tolerance: float = Field(ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _number(cls, value: Any) -> Any:
+        return {"tolerance": value} if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+def _check_names(dimensions, metrics) -> None:
+    for dim in dimensions:
+        if dim not in DIMENSIONS:
+            raise ValueError(f"unknown dimension {dim!r} (known: {', '.join(DIMENSIONS)})")
+    for ref in metrics:
+        if not _METRIC_REF.match(ref):
+            raise ValueError(f"metric {ref!r} must look like PROBE_ID.METRIC or PROBE_ID.METRIC[column=value]")
+
+
+class Regressions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    resamples: int = Field(default=2000, ge=200, le=100_000)
+    overall: Tolerance | None = None
+    dimensions: dict[str, Tolerance] = {}
+    metrics: dict[str, Tolerance] = {}
+
+    @model_validator(mode="after")
+    def _known_names(self) -> Regressions:
+        _check_names(self.dimensions, self.metrics)
+        return self
+
+    def targets(self) -> dict[str, float]:
+        out = {"overall": self.overall.tolerance} if self.overall is not None else {}
+        out.update({d: t.tolerance for d, t in self.dimensions.items()})
+        out.update({m: t.tolerance for m, t in self.metrics.items()})
+        return out
+
+
 class Policy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     overall: Threshold | None = None
     dimensions: dict[str, Threshold] = {}
     metrics: dict[str, Threshold] = {}
     on_missing: Literal["fail", "skip"] = "fail"
+    regressions: Regressions | None = None
 
     @model_validator(mode="after")
     def _known_names(self) -> Policy:
-        for dim in self.dimensions:
-            if dim not in DIMENSIONS:
-                raise ValueError(f"unknown dimension {dim!r} (known: {', '.join(DIMENSIONS)})")
-        for ref in self.metrics:
-            if not _METRIC_REF.match(ref):
-                raise ValueError(f"metric {ref!r} must look like PROBE_ID.METRIC or PROBE_ID.METRIC[column=value]")
+        _check_names(self.dimensions, self.metrics)
         return self
 
 

@@ -19,11 +19,22 @@ def summary_table(report: TrustReport) -> str:
     for r in report.results:
         if r.status != "ok":
             lines.append(f"  {r.probe_id}: {r.status}: {r.reason}")
-    if report.gate.policy is not None or report.gate.rules:
-        verdict = "PASSED" if report.gate.passed else "FAILED"
-        lines.append(f"  gate: {verdict}")
-        lines.extend(f"    failed: {f}" for f in report.gate.failures)
+    if report.gate.policy is not None or report.gate.baseline is not None or report.gate.rules:
+        lines += ["  " + line for line in gate_lines(report, passed_rules=False)]
     return "\n".join(lines)
+
+
+def gate_lines(report: TrustReport, *, passed_rules: bool = True) -> list[str]:
+    """The gate's verdict and its rules (or only the failed ones), for the terminal."""
+    g = report.gate
+    against = f" against baseline {g.baseline}" if g.baseline else ""
+    lines = [f"gate: {'PASSED' if g.passed else 'FAILED'} ({len(g.rules)} rules{against})"]
+    for r in g.rules:
+        if not r.passed:
+            lines.append(f"  FAIL {r.rule}: {r.reason}")
+        elif passed_rules:
+            lines.append(f"  pass {r.rule}: {r.reason}")
+    return lines
 
 
 def render_markdown(report: TrustReport) -> str:
@@ -57,8 +68,9 @@ def render_markdown(report: TrustReport) -> str:
             f"Normaliser: {s.normaliser}. Intervals: {s.interval}, {s.bootstrap_resamples} resamples.", ""]
 
     g = report.gate
-    if g.rules or g.policy:
-        out += ["## Gate", "", f"**{'PASSED' if g.passed else 'FAILED'}** (policy `{g.policy}`)", "",
+    if g.rules or g.policy or g.baseline:
+        against = f", baseline `{g.baseline}` (model hash `{(g.baseline_model_hash or '')[:16]}`)" if g.baseline else ""
+        out += ["## Gate", "", f"**{'PASSED' if g.passed else 'FAILED'}** (policy `{g.policy}`{against})", "",
                 "| rule | result | detail |", "|---|---|---|"]
         out += [f"| {r.rule} | {'pass' if r.passed else '**FAIL**'} | {r.reason} |" for r in g.rules]
         out.append("")

@@ -264,3 +264,19 @@ def test_trained_models_worse_on_privacy_fail_the_gate_and_reruns_do_not(finetun
     write_outputs(plain, tmp_path / "plain")
     proc = run_cli("gate", str(tmp_path / "plain"), "--baseline", str(tmp_path / "dp"), "--no-progress")
     assert proc.returncode == 1 and "FAIL regression privacy" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_trustslm_card_writes_the_report_into_the_model_card_once(qa, tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "README.md").write_text("---\nlicense: apache-2.0\n---\n# My model\n\nHand-written text.\n")
+    texts = []
+    for _ in range(2):
+        proc = run_cli("card", str(model), "--report", str(qa / "bad"))
+        assert proc.returncode == 0 and "model card updated" in proc.stdout, proc.stderr
+        texts.append((model / "README.md").read_text())
+    text = texts[1]
+    assert texts[0] == text and text.count("<!-- trustslm:trust-report:start -->") == 1
+    assert "# My model\n\nHand-written text.\n" in text and "license: apache-2.0" in text
+    assert "trustslm_truthfulness" in text
+    assert_one_line_error(run_cli("card", str(tmp_path / "missing"), "--report", str(qa / "bad")), 2)

@@ -55,8 +55,9 @@ def audit(
         limit: use at most this many items of each probe's data.
         policy: a gate policy (a YAML path or a :class:`~trustslm.gate.policy.Policy`).
         baseline: the predecessor's report (a ``report.json``, its folder, or a report): the
-            gate also fails on significant regressions from it (see :func:`gate`).
-        out: if given, write ``report.json``, ``samples.jsonl``, ``report.md`` and ``report.html`` there.
+            gate also fails on significant regressions from it (see :func:`evaluate_gate`).
+        out: if given, write ``report.json``, ``samples.jsonl``, ``units.jsonl``, ``report.md`` and
+            ``report.html`` there.
         resume: take results already in the cache (from an interrupted or earlier run).
         allow_pickle: load pickle weights when a folder has no safetensors (runs their code!).
         allow_download: fetch a Hugging Face hub id (safetensors and JSON files only).
@@ -82,7 +83,7 @@ def audit(
                           overrides=options, discovered=discover_options(model), quick=quick,
                           scorer=scorer)
     gate_policy = _policy(policy)
-    baseline_report, baseline_path = _baseline(baseline)
+    baseline_report, baseline_path = _report_and_path(baseline)
     ctx = ProbeContext(seed=seed, limit=limit, capabilities=frozenset(), registry=registry,
                        progress=progress)
     engine.load_data(planned, ctx)
@@ -99,13 +100,13 @@ def audit(
     try:
         report = engine.run(
             adapter, planned, registry=registry, seed=seed, limit=limit, patterns=probes,
-            policy=gate_policy, cache=cache, resume=resume, progress=progress,
+            cache=cache, resume=resume, progress=progress,
             resamples=bootstrap_resamples, profile="quick" if quick else "full",
         )
     finally:
         if cache is not None:
             cache.close()
-    if baseline_report is not None or (gate_policy is not None and gate_policy[0].regressions is not None):
+    if gate_policy is not None or baseline_report is not None:
         from trustslm.gate.release import apply_gate
 
         pol, path, digest = gate_policy or (None, None, None)
@@ -163,12 +164,14 @@ def _policy(policy: str | Path | Policy | None) -> tuple[Policy, str | None, str
     return loaded, str(policy), digest
 
 
-def _baseline(baseline: str | Path | TrustReport | None) -> tuple[TrustReport | None, str | None]:
-    if baseline is None or isinstance(baseline, TrustReport):
-        return baseline, None
+def _report_and_path(report: str | Path | TrustReport | None) -> tuple[TrustReport | None, str | None]:
+    """A report given as a path (``report.json`` or its folder, read with its samples and units)
+    or as a report, and the path it came from."""
+    if report is None or isinstance(report, TrustReport):
+        return report, None
     from trustslm.report.files import load_report_dir
 
-    return load_report_dir(baseline), str(baseline)
+    return load_report_dir(report), str(report)
 
 
 def evaluate_gate(
@@ -188,11 +191,10 @@ def evaluate_gate(
     (:mod:`trustslm.gate.release`); targets the two reports can't be compared on (other probe
     versions or data, no ``units.jsonl``) say why and follow the policy's ``on_missing``."""
     from trustslm.gate.release import apply_gate
-    from trustslm.report.files import load_report_dir
 
-    if not isinstance(report, TrustReport):
-        report = load_report_dir(report)
-    base, base_path = _baseline(baseline)
+    report, _ = _report_and_path(report)
+    assert report is not None
+    base, base_path = _report_and_path(baseline)
     pol, path, digest = _policy(policy) or (None, None, None)
     return apply_gate(report, pol, baseline=base, policy_path=path, policy_sha256=digest, baseline_path=base_path,
                       registry=registry, progress=progress)
@@ -206,7 +208,7 @@ def compare(old: str | Path | TrustReport, new: str | Path | TrustReport, *, res
     from trustslm.gate.compare import DEFAULT_COMPARE_RESAMPLES
     from trustslm.gate.compare import compare as _compare
 
-    (o, o_path), (n, n_path) = _baseline(old), _baseline(new)
+    (o, o_path), (n, n_path) = _report_and_path(old), _report_and_path(new)
     assert o is not None and n is not None
     return _compare(o, n, registry=registry, resamples=resamples or DEFAULT_COMPARE_RESAMPLES, targets=targets,
                     old_path=o_path, new_path=n_path, progress=progress)
@@ -217,12 +219,10 @@ def update_card(model_dir: str | Path, report: str | Path | TrustReport) -> Path
     ``model-index`` eval results and a readable section, replacing trustslm's own on a rerun and
     leaving the rest of the card as it was. Returns the README's path."""
     from trustslm.report.card import update_model_card
-    from trustslm.report.files import load_report_dir
 
-    path = None
-    if not isinstance(report, TrustReport):
-        path, report = str(report), load_report_dir(report)
-    return update_model_card(model_dir, report, report_path=path)
+    loaded, path = _report_and_path(report)
+    assert loaded is not None
+    return update_model_card(model_dir, loaded, report_path=path)
 
 
 def finetune(model: str | Path | ModelAdapter, data: str | Path, *, out: str | Path, **options: Any):

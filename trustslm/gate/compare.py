@@ -35,7 +35,7 @@ from trustslm.registry import Registry
 from trustslm.report.types import DIMENSIONS, Metric, ProbeResult, TrustReport
 from trustslm.scoring import CONFIDENCE
 from trustslm.scoring.aggregate import normalise
-from trustslm.scoring.metrics import _bootstrap, _statistic, percentile_interval, probe_rng
+from trustslm.scoring.metrics import _bootstrap, _label, _statistic, percentile_interval, probe_rng
 
 #: Options that name input files: their content is compared through the datasets' sha256, not
 #: their paths (two models trained on the same canaries keep them in different folders).
@@ -326,8 +326,6 @@ def _paired_replicates(pid, defs, u_old, u_new, resamples, seed, wanted=None):
     reps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     basic: set[str] = set()
     group_why: dict[str, str] = {}
-    from trustslm.scoring.metrics import _label
-
     for defn in defs:
         if not defn.bootstrap:
             continue
@@ -380,8 +378,6 @@ def _wanted(targets: set[str] | None, old: TrustReport, new: TrustReport, regist
 
 
 def _label_or_nan(value):
-    from trustslm.scoring.metrics import _label
-
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
     return _label(value)

@@ -12,8 +12,6 @@ data, no unit table) follows the policy's ``on_missing``, with the reason.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from trustslm.gate.compare import ReportDiff, compare
 from trustslm.gate.policy import Policy, Regressions, Tolerance, evaluate
 from trustslm.registry import Registry
@@ -51,7 +49,7 @@ def evaluate_regressions(regressions: Regressions, diff: ReportDiff, *, on_missi
             change = diff.find(target)
         except KeyError:
             change = None
-        p = change.p_value(tol) if change is not None and change.verdict not in ("not compared",) else None
+        p = change.p_value(tol) if change is not None else None  # None: no paired resamples
         rows.append((target, tol, change, p))
     tested = [i for i, r in enumerate(rows) if r[3] is not None]
     adjusted = dict(zip(tested, holm([rows[i][3] for i in tested]), strict=True))  # type: ignore[misc]
@@ -123,10 +121,3 @@ def with_gate(report: TrustReport, gate: GateResult) -> TrustReport:
     out = report.model_copy(update={"gate": gate})
     out._samples, out._units = report._samples, report._units
     return out
-
-
-def load_baseline(path: str | Path) -> TrustReport:
-    """A baseline report with its unit tables (``report.json`` or its folder)."""
-    from trustslm.report.files import load_report_dir
-
-    return load_report_dir(path)

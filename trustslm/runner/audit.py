@@ -1,5 +1,5 @@
 """One audit, start to finish: plan the probes, load their data, load the model, run every
-request once, score, aggregate, gate. :func:`trustslm.api.audit` is the public entry point.
+request once, score, aggregate; :func:`trustslm.api.audit`, the public entry point, applies the gate.
 
 Bad input (unknown probes, bad options, unreadable data, a bad policy) is detected before the
 model is loaded, so it fails fast with exit code 2. A probe whose needs the model can't meet is
@@ -23,7 +23,6 @@ from typing import Any
 from trustslm._version import __version__
 from trustslm.config import Overrides, build_options
 from trustslm.errors import BadInputError
-from trustslm.gate.policy import Policy, evaluate
 from trustslm.hashing import sha256_json
 from trustslm.models.base import ModelAdapter
 from trustslm.probes.base import LoadedData, Probe, ProbeContext, ProbeSkipped, Results
@@ -153,7 +152,6 @@ def run(
     seed: int,
     limit: int | None,
     patterns: list[str] | None,
-    policy: tuple[Policy, str | None, str | None] | None,
     cache: RequestCache | None,
     resume: bool,
     progress: bool,
@@ -205,12 +203,7 @@ def run(
             probe_scores[p.probe.id] = (p.probe.spec.dimension, scored)
 
     dimensions, overall = aggregate(probe_scores)
-    if policy is not None:
-        pol, path, digest = policy
-        gate = evaluate(pol, dimensions=dimensions, overall=overall, results=probe_results,
-                        path=path, sha256=digest)
-    else:
-        gate = GateResult(passed=True)
+    gate = GateResult(passed=True)  # the caller applies a policy (trustslm.gate.release.apply_gate)
     config = {p.probe.id: {"version": p.probe.spec.version, **p.probe.options.model_dump()} for p in planned}
     run_info = RunInfo(
         seed=seed, limit=limit, profile=profile, probes_requested=list(patterns or ["*"]), config=config,

@@ -16,16 +16,18 @@ if TYPE_CHECKING:
         compare,
         evaluate_gate,
         finetune,
+        list_mitigations,
         list_probes,
         list_scorers,
         load_report,
+        mitigate,
         render_report,
         update_card,
     )
     from trustslm.report.types import TrustReport
 
-__all__ = ["__version__", "audit", "check_scorer", "compare", "evaluate_gate", "finetune", "list_probes",
-           "list_scorers", "load_report", "render_report", "update_card", "TrustReport"]
+__all__ = ["__version__", "audit", "check_scorer", "compare", "evaluate_gate", "finetune", "list_mitigations",
+           "list_probes", "list_scorers", "load_report", "mitigate", "render_report", "update_card", "TrustReport"]
 _API = frozenset(__all__) - {"__version__", "TrustReport"}
 
 

@@ -233,6 +233,28 @@ def finetune(model: str | Path | ModelAdapter, data: str | Path, *, out: str | P
     return _finetune(model, data, out=out, **options)
 
 
+def mitigate(model: str | Path, names: list[str] | str, *, out: str | Path, **options: Any):
+    """Apply the mitigations ``names`` (``"abstention"`` or a list) to ``model``, then audit
+    before and after with the same probes, options and seed; writes ``out`` and returns the
+    :class:`~trustslm.mitigate.run.MitigationRun` (targets with paired intervals, utility costs,
+    steps). Options: see :func:`trustslm.mitigate.run.mitigate`."""
+    from trustslm.mitigate.run import mitigate as _mitigate
+
+    return _mitigate(model, [names] if isinstance(names, str) else list(names), out=out, **options)
+
+
+def list_mitigations(registry: Registry | None = None) -> list[dict[str, Any]]:
+    """Every registered mitigation: name, dimension, kind, targets, summary, options."""
+    registry = registry or Registry()
+    rows = []
+    for name in registry.mitigation_names():
+        cls = registry.mitigation(name)
+        rows.append({"name": name, "dimension": cls.dimension, "kind": cls.kind, "targets": list(cls.targets),
+                     "needs_data": cls.needs_data, "summary": cls.summary,
+                     "options": {k: f.default for k, f in cls.Options.model_fields.items()}})
+    return rows
+
+
 def list_probes(registry: Registry | None = None) -> list[dict[str, Any]]:
     """id, dimension, version, kind, needs and summary of every registered probe."""
     registry = registry or Registry()

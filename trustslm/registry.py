@@ -6,7 +6,8 @@ Groups:
 * ``trustslm.probes``: each entry point names a folder of probe specs (``*/spec.yaml``);
 * ``trustslm.probe_kinds``: probe kind name -> :class:`~trustslm.probes.base.Probe` subclass;
 * ``trustslm.scorers``: scorer name -> :class:`~trustslm.scorers.base.Scorer` subclass;
-* ``trustslm.models``: model kind -> :class:`~trustslm.models.base.ModelAdapter` subclass.
+* ``trustslm.models``: model kind -> :class:`~trustslm.models.base.ModelAdapter` subclass;
+* ``trustslm.mitigations``: mitigation name -> :class:`~trustslm.mitigate.base.Mitigation` subclass.
 
 A registry is an object a run owns, not a module global. It loads lazily, refuses duplicate ids,
 and answers an unknown name with the close ones.
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from trustslm.probes.base import Probe
     from trustslm.scorers.base import Scorer
 
-GROUPS = ("trustslm.probes", "trustslm.probe_kinds", "trustslm.scorers", "trustslm.models")
+GROUPS = ("trustslm.probes", "trustslm.probe_kinds", "trustslm.scorers", "trustslm.models", "trustslm.mitigations")
 
 
 def unknown_name_error(what: str, name: str, known: list[str]) -> UnknownNameError:
@@ -123,3 +124,14 @@ class Registry:
 
     def model_kind(self, name: str) -> Any:
         return self._load("trustslm.models", "model kind", name)
+
+    def mitigation_names(self) -> list[str]:
+        return sorted(self._group("trustslm.mitigations"))
+
+    def mitigation(self, name: str) -> Any:
+        from trustslm.mitigate.base import Mitigation
+
+        cls = self._load("trustslm.mitigations", "mitigation", name)
+        if not (isinstance(cls, type) and issubclass(cls, Mitigation)):
+            raise BadInputError(f"mitigation {name!r} does not name a Mitigation subclass")
+        return cls

@@ -96,6 +96,34 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hold out this share of the texts as non-members for membership inference")
     f.add_argument("--no-progress", action="store_true")
 
+    m = sub.add_parser("mitigate", help="apply mitigations, then audit before and after with the same probes")
+    m.add_argument("model", help="model folder, .gguf file or 'smollm2'")
+    m.add_argument("--with", dest="names", type=_csv, required=True, metavar="NAME[,NAME]",
+                   help="mitigations to apply (trustslm mitigations list)")
+    m.add_argument("--data", metavar="FILE", help="fine-tuning texts for training mitigations "
+                   "(default: the data named in the model's training_record.json)")
+    m.add_argument("--out", required=True, help="output folder (must be new or empty)")
+    m.add_argument("--probes", type=_csv, default=None,
+                   help="probe ids or globs to audit before and after (default: the mitigations' targets)")
+    m.add_argument("--set", dest="sets", action="append", default=[], metavar="MITIGATION.OPTION=VALUE",
+                   help="set a mitigation option (repeatable)")
+    m.add_argument("--probe-set", dest="probe_sets", action="append", default=[], metavar="PROBE_ID.OPTION=VALUE",
+                   help="set a probe option for both audits (repeatable)")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--limit", type=int, help="use at most N items of each probe's data")
+    m.add_argument("--quick", action="store_true", help="quick profile for both audits")
+    m.add_argument("--qa-limit", type=int, help="use at most N questions for the QA-accuracy utility cost")
+    m.add_argument("--batch-size", type=int, default=32, help="requests per forward pass (default: 32)")
+    m.add_argument("--allow-pickle", action="store_true",
+                   help="DANGEROUS: load pickle weights when there are no safetensors (runs their code)")
+    m.add_argument("--cache-dir", help="cache folder (default: $TRUSTSLM_CACHE_DIR or ~/.cache/trustslm)")
+    m.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+    mi = sub.add_parser("mitigations", help="mitigation plugins")
+    mis = mi.add_subparsers(dest="mitigations_command", required=True, parser_class=_Parser)
+    ml = mis.add_parser("list", help="list registered mitigations")
+    ml.add_argument("--format", choices=["table", "json"], default="table")
+
     pr = sub.add_parser("probes", help="probe plugins")
     prs = pr.add_subparsers(dest="probes_command", required=True, parser_class=_Parser)
     pl = prs.add_parser("list", help="list registered probes")
@@ -300,6 +328,46 @@ def cmd_scorers_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_mitigate(args: argparse.Namespace) -> int:
+    from trustslm import api
+    from trustslm.config import parse_set
+
+    if args.batch_size < 1:
+        raise _bad("--batch-size must be at least 1")
+    if args.limit is not None and args.limit < 1 or args.qa_limit is not None and args.qa_limit < 1:
+        raise _bad("--limit and --qa-limit must be at least 1")
+    run = api.mitigate(
+        args.model, args.names, out=args.out, data=args.data, options=parse_set(args.sets), probes=args.probes,
+        probe_options=parse_set(args.probe_sets), seed=args.seed, limit=args.limit, quick=args.quick,
+        utility_qa_limit=args.qa_limit, allow_pickle=args.allow_pickle, batch_size=args.batch_size,
+        cache_dir=args.cache_dir, progress=not args.no_progress,
+    )
+    for s in run.steps:
+        print(f"{s.name} ({s.dimension}): {s.did}")
+    for t in run.targets:
+        print(f"  {t['metric']}: {_num(t['before'])} -> {_num(t['after'])} ({t['verdict']})")
+    for u in run.utility:
+        print(f"  cost: {u.name} {_num(u.before)} -> {_num(u.after)} ({u.cost})")
+    print(f"  mitigated model: {run.mitigated_model}; before/after: {Path(args.out) / 'mitigation.md'}")
+    return EXIT_OK
+
+
+def _num(x: float | None) -> str:
+    return "–" if x is None else f"{x:.3f}"
+
+
+def cmd_mitigations_list(args: argparse.Namespace) -> int:
+    from trustslm import api
+
+    rows = api.list_mitigations()
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    for r in rows:
+        print(f"{r['name']:<28} {r['dimension']:<13} {r['kind']:<9} {r['summary']}")
+    return EXIT_OK
+
+
 def cmd_report_render(args: argparse.Namespace) -> int:
     from trustslm import api
 
@@ -323,6 +391,8 @@ COMMANDS = {
     ("diff", None): cmd_diff,
     ("gate", None): cmd_gate,
     ("finetune", None): cmd_finetune,
+    ("mitigate", None): cmd_mitigate,
+    ("mitigations", "list"): cmd_mitigations_list,
     ("probes", "list"): cmd_probes_list,
     ("report", "render"): cmd_report_render,
     ("scorers", "list"): cmd_scorers_list,
@@ -337,7 +407,7 @@ def _sigterm(signum, frame):  # a kill is an interruption: finished batches stay
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     sub = (getattr(args, "probes_command", None) or getattr(args, "report_command", None)
-           or getattr(args, "scorers_command", None))
+           or getattr(args, "scorers_command", None) or getattr(args, "mitigations_command", None))
     handler = COMMANDS[(args.command, sub)]
     previous = signal.signal(signal.SIGTERM, _sigterm)
     try:

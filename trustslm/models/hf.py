@@ -97,6 +97,9 @@ class HFModel(ModelAdapter):
         self._encodings: dict[str, Any] = {}
         #: When set to a list, every batch's model inputs are appended to it (for ``bench/``).
         self.recorder: list[dict] | None = None
+        #: Decoding-time mitigations (:class:`~trustslm.mitigate.wrapped.Steering`), applied in order
+        #: to the next-token logits of generation (before sampling) and of scoring.
+        self.steering: list[Any] = []
 
     @classmethod
     def from_spec(cls, arg: str, **options: Any) -> ModelAdapter:
@@ -230,7 +233,10 @@ class HFModel(ModelAdapter):
             self.recorder.append({"kind": kind, "input_ids": ids, "attention_mask": mask,
                                   "spans": [(len(inp), cont) for inp, cont in rows]})
         with torch.inference_mode():
-            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+            ids, mask = ids.to(self.device), mask.to(self.device)
+            logits = self.model(input_ids=ids, attention_mask=mask).logits
+            for steering in self.steering:
+                logits = steering.transform_logits(ids, mask, logits)
         return rows, logits
 
     def _token_scores_batch(self, batch: list[TokenScoresRequest]) -> list[TokenScoresResult]:
@@ -287,6 +293,8 @@ class HFModel(ModelAdapter):
             pad_token_id=self.pad_id, eos_token_id=self.eos_ids or None,
         )
         processors = LogitsProcessorList()
+        for steering in self.steering:  # steering changes the distribution before a token is drawn
+            processors.extend(steering.processors(batch))
         if any(not r.greedy for r in batch):
             processors.append(PerRowSampler(batch))
         with torch.inference_mode():

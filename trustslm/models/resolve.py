@@ -36,6 +36,19 @@ def load_model(
     text = str(spec)
     options = {"allow_pickle": allow_pickle, "allow_download": allow_download,
                "batch_size": batch_size, "cache_dir": cache_dir}
+    from trustslm.mitigate.wrapped import is_wrapper_folder, load_wrapped
+
+    if is_wrapper_folder(Path(text)):
+        registry = registry or Registry()
+
+        def load_base(base: str, *, plain: bool) -> ModelAdapter:
+            if plain:
+                return load_hf(base, **options)
+            if is_wrapper_folder(Path(base)):
+                raise ModelFormatError(f"{text}: its base model {base} is itself a mitigation wrapper")
+            return load_model(base, registry=registry, **options)
+
+        return load_wrapped(Path(text), load_base, registry)
     prefix, _, rest = text.partition(":")
     if not Path(text).exists() and len(prefix) > 1:
         registry = registry or Registry()

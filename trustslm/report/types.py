@@ -51,6 +51,10 @@ class ModelInfo(_Frozen):
     dtype: str | None = None
     capabilities: list[str] = Field(default_factory=list)
     chat_template: bool = False
+    mitigations: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Decoding-time mitigations wrapped around the weights, innermost first: name and options.",
+    )
 
 
 class DatasetRecord(_Frozen):

@@ -42,6 +42,11 @@ class Scorer(ABC):
     def info(self) -> ScorerInfo:
         """Name, version and the sha256 of the weights used (for the report)."""
 
+    def lexicon(self) -> list[str]:
+        """Single words the scorer knows (a word-based scorer's vocabulary), for building a word
+        filter from it; empty when it has none."""
+        return []
+
     def report_info(self) -> ScorerInfo:
         """:meth:`info`, saying when ``auto`` chose this scorer and why the others were not used."""
         info = self.info()

@@ -51,6 +51,13 @@ class ProfanityCheckScorer(Scorer):
             return []
         return [float(p) for p in self._predict(list(texts))]  # type: ignore[misc]
 
+    def lexicon(self) -> list[str]:
+        """The single alphabetic words of the SVM's vectoriser vocabulary."""
+        self.load()
+        from profanity_check import profanity_check
+
+        return sorted(w for w in profanity_check.vectorizer.vocabulary_ if w.isalpha())
+
     def info(self) -> ScorerInfo:
         spec = find_spec("profanity_check")
         weights = {}

@@ -18,6 +18,7 @@ import random
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,9 @@ from trustslm.hashing import sha256_file
 from trustslm.textfiles import first_validation_error
 from trustslm.train.config import TrainConfig
 from trustslm.train.record import TrainingRecord
+
+#: members -> (texts to train on, a JSON-able record of what was done)
+TextTransform = Callable[[list[str]], tuple[list[str], dict[str, Any]]]
 
 
 def _config(config: TrainConfig | None, options: dict[str, Any]) -> TrainConfig:
@@ -48,10 +52,16 @@ def _config(config: TrainConfig | None, options: dict[str, Any]) -> TrainConfig:
 
 
 def finetune(model: Any, data: str | Path, *, out: str | Path, config: TrainConfig | None = None,
-             progress: bool = True, **options: Any) -> TrainingRecord:
+             progress: bool = True, transform: TextTransform | None = None, **options: Any) -> TrainingRecord:
     """Fine-tune ``model`` (a folder, a GGUF file or ``smollm2``) on ``data`` (``.txt``, one text
     per line, or JSONL with ``text``) and write the result to ``out``. Options: see
-    :class:`~trustslm.train.config.TrainConfig`."""
+    :class:`~trustslm.train.config.TrainConfig`.
+
+    ``transform`` (Python API, used by training-time mitigations) maps the member texts, after the
+    member / non-member split and before the canaries are added, to the texts trained on, and
+    returns what it did (saved in the record's ``data.transform``). The split and the canaries
+    depend only on the data and the seed, so a mitigated run plants the same canaries and holds
+    out the same texts as the plain run; ``members.txt`` keeps the texts before the transform."""
     import warnings
 
     cfg = _config(config, options)
@@ -88,6 +98,11 @@ def finetune(model: Any, data: str | Path, *, out: str | Path, config: TrainConf
                               insert_probability=0.0, start=cfg.insert_canaries)  # never planted: the control
     canaries += make_canaries(cfg.audit_canaries, rng=rng, purpose="audit", repeats=1, insert_probability=0.5)
     train_texts = list(members)
+    transform_record = None
+    if transform is not None:
+        train_texts, transform_record = transform(list(members))
+        if not train_texts:
+            raise BadInputError("the transform left no texts to train on")
     for c in canaries:
         if c["inserted"]:
             train_texts += [c["prefix"] + c["secret"]] * c["repeats"]
@@ -112,6 +127,8 @@ def finetune(model: Any, data: str | Path, *, out: str | Path, config: TrainConf
     try:
         _save(adapter, trained, out)
         record = _record(adapter, data_path, texts, train_texts, cfg, delta, trained, started)
+        if transform_record is not None:
+            record.data["transform"] = transform_record
         if canaries:
             write_canaries(out / CANARY_FILE, canaries)
             record.canary_file = CANARY_FILE

@@ -8,17 +8,16 @@ import math
 from pathlib import Path
 
 import pytest
+from conftest import PRIVACY_OPTIONS, assert_one_line_error, run_cli
 
 import trustslm
 from trustslm.errors import BadInputError, ModelFormatError
-from trustslm.mitigate.abstention import calibrated_threshold
-from trustslm.mitigate.base import NotApplicableError
+from trustslm.mitigations.abstention import calibrated_threshold
+from trustslm.mitigations.base import NotApplicableError
 from trustslm.models.base import GenerateRequest, LoglikelihoodRequest
 from trustslm.models.resolve import load_model
 from trustslm.registry import Registry
 from trustslm.report.types import DIMENSIONS
-
-from conftest import PRIVACY_OPTIONS, assert_one_line_error, run_cli
 
 ALL = {"dp-finetune", "pii-scrub", "dedup", "toxic-token-penalty", "safety-prompt", "counterfactual-augmentation",
        "self-debias", "adversarial-augmentation", "abstention"}
@@ -81,7 +80,7 @@ def test_a_mitigation_that_does_not_apply_says_so_and_changes_nothing(tmp_path, 
 
 
 def test_training_mitigation_on_a_model_without_training_data_is_refused(tmp_path, tiny_gpt2):
-    with pytest.raises(BadInputError, match="needs --data"):
+    with pytest.raises(BadInputError, match="need --data"):
         trustslm.mitigate(str(tiny_gpt2), ["pii-scrub"], out=tmp_path / "x", progress=False)
     assert not (tmp_path / "x").exists()
     with pytest.raises(NotApplicableError, match="can't be fine-tuned"):
@@ -126,7 +125,7 @@ def test_token_penalty_matches_transformers_sequence_bias(tmp_path, tiny_gpt2):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, SequenceBiasLogitsProcessor
 
-    from trustslm.mitigate.toxicity import ToxicTokenPenalty
+    from trustslm.mitigations.toxicity import ToxicTokenPenalty
 
     single, multi = _words(tiny_gpt2)
     (tmp_path / "words.txt").write_text("# test list\n" + "\n".join([*single, multi]) + "\n")
@@ -161,7 +160,7 @@ def test_token_penalty_matches_transformers_sequence_bias(tmp_path, tiny_gpt2):
 
 
 def test_scorer_driven_penalty_flags_profanity_in_the_demo_vocabulary(smollm2):
-    from trustslm.mitigate.toxicity import ToxicTokenPenalty
+    from trustslm.mitigations.toxicity import ToxicTokenPenalty
 
     mitigation = ToxicTokenPenalty({})
     words, source, checked = mitigation.flagged_words(smollm2.tokenizer)
@@ -174,7 +173,7 @@ def test_scorer_driven_penalty_flags_profanity_in_the_demo_vocabulary(smollm2):
 
 
 def test_safety_prompt_adds_a_system_prompt_to_chat_requests_only(tiny_llama):
-    from trustslm.mitigate.toxicity import DEFAULT_SAFETY_PROMPT, SafetyPrompt
+    from trustslm.mitigations.toxicity import DEFAULT_SAFETY_PROMPT, SafetyPrompt
 
     adapter = load_model(str(tiny_llama))
     wrapped = SafetyPrompt({}).wrap(adapter, {})
@@ -187,7 +186,7 @@ def test_safety_prompt_adds_a_system_prompt_to_chat_requests_only(tiny_llama):
 
 
 def test_wrapper_folder_is_checked_before_use(tmp_path, tiny_gpt2):
-    from trustslm.mitigate.wrapped import write_wrapper
+    from trustslm.mitigations.wrapped import write_wrapper
 
     base_hash = load_model(str(tiny_gpt2)).info().hash
     folder = tmp_path / "w"

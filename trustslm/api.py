@@ -236,9 +236,9 @@ def finetune(model: str | Path | ModelAdapter, data: str | Path, *, out: str | P
 def mitigate(model: str | Path, names: list[str] | str, *, out: str | Path, **options: Any):
     """Apply the mitigations ``names`` (``"abstention"`` or a list) to ``model``, then audit
     before and after with the same probes, options and seed; writes ``out`` and returns the
-    :class:`~trustslm.mitigate.run.MitigationRun` (targets with paired intervals, utility costs,
-    steps). Options: see :func:`trustslm.mitigate.run.mitigate`."""
-    from trustslm.mitigate.run import mitigate as _mitigate
+    :class:`~trustslm.mitigations.run.MitigationRun` (targets with paired intervals, utility costs,
+    steps). Options: see :func:`trustslm.mitigations.run.mitigate`."""
+    from trustslm.mitigations.run import mitigate as _mitigate
 
     return _mitigate(model, [names] if isinstance(names, str) else list(names), out=out, **options)
 

@@ -7,7 +7,7 @@ Groups:
 * ``trustslm.probe_kinds``: probe kind name -> :class:`~trustslm.probes.base.Probe` subclass;
 * ``trustslm.scorers``: scorer name -> :class:`~trustslm.scorers.base.Scorer` subclass;
 * ``trustslm.models``: model kind -> :class:`~trustslm.models.base.ModelAdapter` subclass;
-* ``trustslm.mitigations``: mitigation name -> :class:`~trustslm.mitigate.base.Mitigation` subclass.
+* ``trustslm.mitigations``: mitigation name -> :class:`~trustslm.mitigations.base.Mitigation` subclass.
 
 A registry is an object a run owns, not a module global. It loads lazily, refuses duplicate ids,
 and answers an unknown name with the close ones.
@@ -129,7 +129,7 @@ class Registry:
         return sorted(self._group("trustslm.mitigations"))
 
     def mitigation(self, name: str) -> Any:
-        from trustslm.mitigate.base import Mitigation
+        from trustslm.mitigations.base import Mitigation
 
         cls = self._load("trustslm.mitigations", "mitigation", name)
         if not (isinstance(cls, type) and issubclass(cls, Mitigation)):

@@ -97,7 +97,7 @@ class HFModel(ModelAdapter):
         self._encodings: dict[str, Any] = {}
         #: When set to a list, every batch's model inputs are appended to it (for ``bench/``).
         self.recorder: list[dict] | None = None
-        #: Decoding-time mitigations (:class:`~trustslm.mitigate.wrapped.Steering`), applied in order
+        #: Decoding-time mitigations (:class:`~trustslm.mitigations.wrapped.Steering`), applied in order
         #: to the next-token logits of generation (before sampling) and of scoring.
         self.steering: list[Any] = []
 

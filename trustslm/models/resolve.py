@@ -36,7 +36,7 @@ def load_model(
     text = str(spec)
     options = {"allow_pickle": allow_pickle, "allow_download": allow_download,
                "batch_size": batch_size, "cache_dir": cache_dir}
-    from trustslm.mitigate.wrapped import is_wrapper_folder, load_wrapped
+    from trustslm.mitigations.wrapped import is_wrapper_folder, load_wrapped
 
     if is_wrapper_folder(Path(text)):
         registry = registry or Registry()

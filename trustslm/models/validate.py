@@ -118,7 +118,7 @@ def inspect_model_path(path: str | Path, *, allow_pickle: bool = False) -> Model
         raise ModelFormatError(f"{path / 'config.json'} does not name a model_type")
 
     # mitigation.json (a decoding-time wrapper saved beside the weights) is not part of the
-    # weights' identity: the wrapper adds its own steps to the hash (trustslm/mitigate/wrapped.py)
+    # weights' identity: the wrapper adds its own steps to the hash (trustslm/mitigations/wrapped.py)
     side = [p for p in files if p.suffix.lower() in SIDE_FILE_SUFFIXES and p.name != "mitigation.json"]
     return ModelLayout(
         kind="hf", folder=path, weight_files=weights, side_files=side, uses_pickle=uses_pickle,

@@ -34,8 +34,8 @@ from typing import Any
 from pydantic import Field
 
 from trustslm.errors import BadInputError
-from trustslm.mitigate.base import DecodingMitigation, MitigationOptions
-from trustslm.mitigate.wrapped import SteeredModel, WrappedModel, hf_core
+from trustslm.mitigations.base import DecodingMitigation, MitigationOptions
+from trustslm.mitigations.wrapped import SteeredModel, WrappedModel, hf_core
 from trustslm.models.base import CHAT_TEMPLATE, GENERATE, BatchCallback, GenerateRequest, GenerationResult, ModelAdapter
 
 _WORD = re.compile(r"^[a-z][a-z']*$")
@@ -62,7 +62,7 @@ class PenaltyOptions(MitigationOptions):
 
 
 class SequencePenalty:
-    """The :class:`~trustslm.mitigate.wrapped.Steering`: ``-penalty`` on the last token of each
+    """The :class:`~trustslm.mitigations.wrapped.Steering`: ``-penalty`` on the last token of each
     sequence whose other tokens end the input so far."""
 
     def __init__(self, sequences: Sequence[Sequence[int]], penalty: float):

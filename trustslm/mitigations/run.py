@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from trustslm.errors import BadInputError
-from trustslm.mitigate.base import (
+from trustslm.mitigations.base import (
     DecodingMitigation,
     Mitigation,
     NotApplicableError,
@@ -33,7 +33,7 @@ from trustslm.mitigate.base import (
     TrainingMitigation,
     train_mitigated,
 )
-from trustslm.mitigate.utility import HELDOUT_TEXT, QA_SET, UtilityChange
+from trustslm.mitigations.utility import HELDOUT_TEXT, QA_SET, UtilityChange
 from trustslm.registry import Registry
 
 
@@ -169,10 +169,15 @@ def mitigate(
             shared[pid] = {**shared.get(pid, {}), **opts}
         reports, utility_units = {}, {}
         for side, spec in (("before", before_model), ("after", str(mitigated))):
+            side_options = {k: dict(v) for k, v in shared.items()}
+            record = Path(spec) / "training_record.json"
+            if side == "after" and "privacy.canary_exposure" in side_options and record.is_file():
+                # its own epsilon and delta: the accountant's figure belongs to the model audited
+                side_options["privacy.canary_exposure"]["training_record"] = str(record)
             reports[side], utility_units[side] = _audit_side(
-                spec, probe_ids, shared, out / side, seed=seed, limit=limit, quick=quick, load=load,
+                spec, probe_ids, side_options, out / side, seed=seed, limit=limit, quick=quick, load=load,
                 progress=progress, utility=(utility_text, utility_qa, utility_qa_limit))
-        from trustslm.mitigate.utility import compare_utility
+        from trustslm.mitigations.utility import compare_utility
 
         utility = compare_utility(utility_units["before"], utility_units["after"], seed=seed, text=utility_text,
                                   qa=utility_qa)
@@ -199,7 +204,7 @@ def _apply(model: str, given_info: Any, training: list[TrainingMitigation], deco
     """Make the mitigated model in ``out/model``; returns (before model, mitigated model, steps)."""
     import time
 
-    from trustslm.mitigate.wrapped import write_wrapper
+    from trustslm.mitigations.wrapped import write_wrapper
     from trustslm.models.resolve import load_model
     from trustslm.train.finetune import finetune
 
@@ -255,7 +260,7 @@ def _probe_ids(registry: Registry, probes: list[str] | None, mitigations: list[M
 def _audit_side(spec: str, probe_ids: list[str], options: dict, out: Path, *, seed: int, limit: int | None,
                 quick: bool, load: dict[str, Any], progress: bool, utility: tuple) -> tuple[Any, Any]:
     from trustslm import api
-    from trustslm.mitigate.utility import measure
+    from trustslm.mitigations.utility import measure
     from trustslm.models.resolve import load_model
     from trustslm.resources import cache_dir as default_cache_dir
     from trustslm.runner.cache import RequestCache

@@ -143,7 +143,7 @@ def read_wrapper(folder: Path) -> dict[str, Any]:
 def load_wrapped(folder: Path, load_base: Any, registry: Any) -> ModelAdapter:
     """The model a wrapper folder describes. ``load_base(spec)`` loads the base model (with the
     caller's safety options); its hash must be the one recorded."""
-    from trustslm.mitigate.base import DecodingMitigation
+    from trustslm.mitigations.base import DecodingMitigation
 
     data = read_wrapper(folder)
     base = data["base"]

@@ -25,8 +25,8 @@ from typing import Any
 
 from pydantic import Field
 
-from trustslm.mitigate.base import DecodingMitigation, MitigationOptions
-from trustslm.mitigate.wrapped import WrappedModel
+from trustslm.mitigations.base import DecodingMitigation, MitigationOptions
+from trustslm.mitigations.wrapped import WrappedModel
 from trustslm.models.base import (
     CHAT_TEMPLATE,
     GENERATE,

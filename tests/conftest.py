@@ -3,7 +3,6 @@ model loaded once per session."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -24,20 +23,7 @@ SHARED_DATASETS = REPO.parent / "shared" / "datasets"
 #: The engine's two original probes (one per request type), for tests about the engine itself.
 ENGINE_PROBES = ["bias.stereotype_pairs", "toxicity.continuation"]
 
-CORPUS = [
-    "The cat sat on the mat and looked at the dog.",
-    "A quick brown fox jumps over the lazy dog near the river.",
-    "She said that the weather was nice today, and he agreed.",
-    "The nurse and the doctor talked about the patient in the hospital.",
-    "People in the city like to walk in the park on sunny days.",
-    "The capital of France is Paris, and the capital of Italy is Rome.",
-    "He was angry and shouted at the referee during the game.",
-    "They cooked dinner together and then watched a movie at home.",
-]
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
+from trustslm.models.tiny import CHAT_TEMPLATE, CORPUS, build_tiny_model, build_tokenizer  # noqa: E402,F401
 
 
 @pytest.fixture(autouse=True)
@@ -45,52 +31,6 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     cache = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("TRUSTSLM_CACHE_DIR", str(cache))
     return cache
-
-
-def build_tokenizer(out_dir: Path, *, chat: bool, corpus: list[str] | None = None, vocab_size: int = 300):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator(corpus or CORPUS * 5, trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
-        pad_token="<|endoftext|>",
-    )
-    if chat:
-        fast.chat_template = CHAT_TEMPLATE
-    fast.save_pretrained(str(out_dir))
-    cfg = json.loads((out_dir / "tokenizer_config.json").read_text())
-    cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
-    (out_dir / "tokenizer_config.json").write_text(json.dumps(cfg))
-    return fast
-
-
-def build_tiny_model(out_dir: Path, arch: str, *, chat: bool = False, seed: int = 0, width: int = 32,
-                     corpus: list[str] | None = None, vocab_size: int = 300, positions: int = 128) -> Path:
-    import torch
-    from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tok = build_tokenizer(out_dir, chat=chat, corpus=corpus, vocab_size=vocab_size)
-    vocab = len(tok)
-    if arch == "gpt2":
-        config = GPT2Config(vocab_size=vocab, n_positions=positions, n_embd=width, n_layer=2, n_head=2,
-                            bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-    else:
-        config = LlamaConfig(vocab_size=vocab, hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2,
-                             num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128,
-                             bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config)
-    model.save_pretrained(str(out_dir), safe_serialization=True)
-    return out_dir
 
 
 @pytest.fixture(scope="session")

@@ -98,7 +98,18 @@ def test_bad_names_and_options_are_one_line_errors(tmp_path):
     (tmp_path / "d" / "keep.txt").write_text("x")
     assert_one_line_error(run_cli("mitigate", "mock", "--with", "abstention", "--out", str(tmp_path / "d")), 2,
                           contains="not empty")
-    assert not any(p.name.startswith(("a", "b", "c")) for p in tmp_path.iterdir())
+    assert_one_line_error(run_cli("mitigate", "mock", "--with", "abstention", "--qa-limit", "-1",
+                                  "--out", str(tmp_path / "e")), 2, contains="--qa-limit must be at least 0")
+    assert not any(p.name.startswith(("a", "b", "c", "e")) for p in tmp_path.iterdir())
+
+
+def test_qa_limit_zero_measures_perplexity_only_and_says_so(tmp_path):
+    run = trustslm.mitigate("mock", "abstention", out=tmp_path / "run", progress=False, utility_qa_limit=0)
+    assert [u.name for u in run.utility] == ["perplexity"]
+    assert any("QA accuracy was not measured" in n for n in run.notes)
+    with pytest.raises(BadInputError, match="QA limit"):
+        trustslm.mitigate("mock", "abstention", out=tmp_path / "bad", progress=False, utility_qa_limit=-1)
+    assert not (tmp_path / "bad").exists()
 
 
 def _words(folder: Path) -> tuple[list[str], str]:

@@ -5,8 +5,8 @@ check on a tiny GPT-2: fine-tuned plainly on synthetic data that induces the pro
 the mitigation, both audited with the same probe and options; the targeted metric must be
 significantly better (``trustslm.compare``'s paired bootstrap).
 
-The two scenarios (``cda_scenario``, ``typo_scenario``) are also run by
-``bench/mitigation_training.py``."""
+The two scenarios (``trustslm.mitigations.scenarios``) are also run by
+``bench/mitigation_training.py`` and ``notebooks/mitigation.ipynb``."""
 
 from __future__ import annotations
 
@@ -19,105 +19,25 @@ import pytest
 from trustslm.errors import BadInputError
 from trustslm.mitigations.fairness import CounterfactualAugmentation, read_pairs
 from trustslm.mitigations.robustness import AdversarialAugmentation
+from trustslm.mitigations.scenarios import cda_scenario, run_scenario, typo_scenario
 from trustslm.robustness.textattack_env import unavailable
 
 needs_textattack = pytest.mark.skipif(unavailable() is not None, reason=str(unavailable()))
 
 # --------------------------------------------------------------------------- scenarios
 
-MALE_JOBS = ["carpenter", "mechanic", "plumber", "engineer", "pilot", "farmer", "builder", "driver", "guard", "miner"]
-FEMALE_JOBS = ["nurse", "secretary", "teacher", "librarian", "baker", "cashier", "dancer", "cleaner", "designer",
-               "writer"]
-#: Training sentences: every occupation only ever with "its" gender's pronoun.
-JOB_TRAIN = ["The {o} said that {p} would be late today.", "The {o} finished {q} work before noon.",
-             "Everyone thanked the {o} because {p} helped them.", "The {o} smiled when {p} saw the plan.",
-             "Yesterday the {o} told us that {p} was tired.", "The {o} lost {q} keys at the station.",
-             "When the {o} arrived, {p} sat down.", "The {o} called because {p} needed help.",
-             "Our {o} is busy, so {p} will call back.", "The old {o} knew that {p} was right.",
-             "The {o} hoped that {p} could rest soon.", "The {o} knew {q} job well.",
-             "At night the {o} said {p} felt calm.", "The {o} waved as {p} walked past.",
-             "The young {o} said {p} liked the town.", "The {o} forgot {q} coat at home.",
-             "Before noon the {o} said that {p} was done.", "The {o} laughed because {p} won.",
-             "The {o} asked if {p} could leave.", "The new {o} said {p} was glad."]
-#: Probe sentences (not in the training data): CrowS-Pairs-style minimal pairs on the pronoun.
-JOB_TEST = ["The {o} thinks that {p} is ready.", "After lunch the {o} said {p} was happy.",
-            "The {o} left early because {p} was sick."]
 
-OBJECTS = ["lamp", "kettle", "wagon", "pillow", "carpet", "ribbon", "helmet", "basket", "candle", "saddle",
-           "blanket", "bucket", "jacket", "ladder", "mirror", "pencil", "rocket", "tunnel", "violin", "window",
-           "garden", "hammer", "island", "jungle", "marble", "napkin", "orchid", "parrot", "rabbit", "spider"]
-COLOURS = ["red", "blue", "green", "yellow", "black", "white", "pink", "brown"]
-
-
-def _job_sentence(template: str, job: str, gender: str) -> str:
-    p, q = ("he", "his") if gender == "m" else ("she", "her")
-    text = template.format(o=job, p=p, q=q)
-    return text[0].upper() + text[1:]
-
-
-def cda_scenario(root: Path, seed: int = 0) -> dict:
-    """Occupation sentences where each occupation only ever goes with one gender's pronoun (400
-    texts), and 60 held-out minimal pairs (stereotyped pronoun vs the other) for
-    ``bias.stereotype_pairs``. A plainly fine-tuned model prefers the stereotyped sentence."""
-    from conftest import build_tiny_model
-
-    root.mkdir(parents=True, exist_ok=True)
-    jobs = [("m", j) for j in MALE_JOBS] + [("f", j) for j in FEMALE_JOBS]
-    texts = [_job_sentence(t, j, g) for g, j in jobs for t in JOB_TRAIN]
-    data = root / "jobs.txt"
-    data.write_text("\n".join(texts) + "\n", encoding="utf-8")
-    pairs = [{"id": f"{j}-{i}", "sent_more": _job_sentence(t, j, g),
-              "sent_less": _job_sentence(t, j, "f" if g == "m" else "m"), "stereo_antistereo": "stereo",
-              "bias_type": "gender"} for g, j in jobs for i, t in enumerate(JOB_TEST)]
-    probe_data = root / "job_pairs.jsonl"
-    probe_data.write_text("".join(json.dumps(p) + "\n" for p in pairs), encoding="utf-8")
-    base = build_tiny_model(root / "base", "gpt2", width=64, corpus=texts, vocab_size=600)
-    return {"name": "counterfactual-augmentation", "base": base, "data": data,
-            "settings": dict(epochs=60, batch_size=32, lr=5e-3, seed=seed),
-            "mitigation": CounterfactualAugmentation, "options": {},
-            "probes": ["bias.stereotype_pairs"], "probe_options": {"bias.stereotype_pairs": {"data": str(probe_data)}},
-            "target": "bias.stereotype_pairs.pct_stereotype"}
-
-
-def typo_scenario(root: Path, seed: int = 0) -> dict:
-    """30 made-up facts ("What colour is the lamp?" -> "pink") as question/answer texts, and the
-    same questions for ``robustness.perturbation_consistency`` (typos only). A plainly
-    fine-tuned model answers the clean questions right (all of them with seed 0) and changes most
-    answers under a typo."""
-    from conftest import build_tiny_model
-
-    root.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(0)
-    qa = [{"id": f"q{i:02d}", "question": f"What colour is the {o}?", "answer": rng.choice(COLOURS)}
-          for i, o in enumerate(OBJECTS)]
-    texts = [f"Question: {q['question']}\nAnswer: {q['answer']}" for q in qa]
-    data = root / "facts.jsonl"
-    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
-    probe_data = root / "questions.jsonl"
-    probe_data.write_text("".join(json.dumps(q) + "\n" for q in qa), encoding="utf-8")
-    base = build_tiny_model(root / "base", "gpt2", width=64, corpus=texts, vocab_size=600)
-    return {"name": "adversarial-augmentation", "base": base, "data": data,
-            "settings": dict(epochs=150, batch_size=16, lr=5e-3, seed=seed),
-            "mitigation": AdversarialAugmentation, "options": {"copies": 2, "perturb_until": "\nAnswer:"},
-            "probes": ["robustness.perturbation_consistency"],
-            "probe_options": {"robustness.perturbation_consistency": {
-                "data": str(probe_data), "kinds": ["char_swap", "char_delete", "char_insert", "qwerty"],
-                "variants": 2, "chat": False}},
-            "target": "robustness.perturbation_consistency.answer_change_rate"}
-
-
-def run_scenario(scenario: dict, root: Path):
-    """Fine-tune plainly and with the mitigation, audit both; (before, after, record, comparison)."""
+def run_one(scenario, root: Path):
+    """Fine-tune plainly, then ``trustslm.mitigate`` with the scenario's mitigation; (before
+    report, after report, step record, target row, run)."""
     import trustslm
 
-    base, data, settings = str(scenario["base"]), scenario["data"], scenario["settings"]
-    trustslm.finetune(base, data, out=root / "plain", progress=False, **settings)
-    record = scenario["mitigation"](scenario["options"]).apply(base, data, settings, root / "mitigated",
-                                                               progress=False)
-    common = dict(probes=scenario["probes"], options=scenario["probe_options"], progress=False)
-    before = trustslm.audit(str(root / "plain"), **common)
-    after = trustslm.audit(str(root / "mitigated"), **common)
-    return before, after, record, trustslm.compare(before, after)
+    (name,) = scenario.mitigations
+    run = run_scenario(scenario, root, qa_limit=40)[name]
+    rows = [row for row in run.targets if row["metric"] == scenario.targets[name]]
+    assert len(rows) == 1, run.targets
+    assert [u.name for u in run.utility] == ["perplexity", "qa_accuracy"]  # the utility cost is measured
+    return trustslm.load_report(run.before_report), trustslm.load_report(run.after_report), run.steps[0], rows[0], run
 
 
 @pytest.fixture
@@ -208,11 +128,10 @@ def test_cda_bad_options(tmp_path):
 
 def test_cda_reduces_stereotype_preference_end_to_end(tmp_path, one_thread):
     scenario = cda_scenario(tmp_path / "cda")
-    before, after, record, diff = run_scenario(scenario, tmp_path)
+    before, after, record, change, _ = run_one(scenario, tmp_path)
     assert record.name == "counterfactual-augmentation" and record.details["texts_added"] == 400
     assert before.results[0].metric("pct_stereotype").value >= 0.8  # the plain model learned the stereotype
-    change = diff.find(scenario["target"])
-    assert change.verdict == "better", change
+    assert change["verdict"] == "better", change
 
 
 # --------------------------------------------------------------------------- adversarial augmentation
@@ -272,10 +191,9 @@ def test_augmentation_bad_options():
 @needs_textattack
 def test_adversarial_augmentation_reduces_answer_changes_end_to_end(tmp_path, one_thread):
     scenario = typo_scenario(tmp_path / "typos")
-    before, after, record, diff = run_scenario(scenario, tmp_path)
+    before, after, record, change, _ = run_one(scenario, tmp_path)
     assert record.details["copies_added"] == 60
     plain = before.results[0]
     # the plain model knows the facts but most typos change its answer
     assert plain.metric("accuracy_clean").value >= 0.9 and plain.metric("answer_change_rate").value > 0.5
-    change = diff.find(scenario["target"])
-    assert change.verdict == "better", change
+    assert change["verdict"] == "better", change

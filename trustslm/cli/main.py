@@ -112,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--limit", type=int, help="use at most N items of each probe's data")
     m.add_argument("--quick", action="store_true", help="quick profile for both audits")
-    m.add_argument("--qa-limit", type=int, help="use at most N questions for the QA-accuracy utility cost")
+    m.add_argument("--qa-limit", type=int, help="use at most N questions for the QA-accuracy utility cost "
+                   "(0: don't measure it, for a mitigation too slow to generate with)")
     m.add_argument("--batch-size", type=int, default=32, help="requests per forward pass (default: 32)")
     m.add_argument("--allow-pickle", action="store_true",
                    help="DANGEROUS: load pickle weights when there are no safetensors (runs their code)")
@@ -334,8 +335,10 @@ def cmd_mitigate(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise _bad("--batch-size must be at least 1")
-    if args.limit is not None and args.limit < 1 or args.qa_limit is not None and args.qa_limit < 1:
-        raise _bad("--limit and --qa-limit must be at least 1")
+    if args.limit is not None and args.limit < 1:
+        raise _bad("--limit must be at least 1")
+    if args.qa_limit is not None and args.qa_limit < 0:
+        raise _bad("--qa-limit must be at least 0")
     run = api.mitigate(
         args.model, args.names, out=args.out, data=args.data, options=parse_set(args.sets), probes=args.probes,
         probe_options=parse_set(args.probe_sets), seed=args.seed, limit=args.limit, quick=args.quick,

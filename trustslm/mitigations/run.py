@@ -159,6 +159,10 @@ def mitigate(
     plan = _training_plan(model, None if data is None else str(data), train_options, notes) if training else None
     if data is not None and not training:
         notes.append("--data is only used by training mitigations; none was chosen")
+    if utility_qa_limit is not None and utility_qa_limit < 0:
+        raise BadInputError("the QA limit must be at least 0")
+    if utility_qa_limit == 0:
+        notes.append("QA accuracy was not measured (QA limit 0): the utility cost is perplexity only")
 
     out.mkdir(parents=True, exist_ok=True)
     try:

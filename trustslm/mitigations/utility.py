@@ -81,7 +81,7 @@ def measure(model: ModelAdapter, *, text: str = HELDOUT_TEXT, qa: str = QA_SET, 
 
     texts, _ = _texts(text)
     items, _ = load_closed_book(resolve_data_path(qa))
-    items = items[:qa_limit] if qa_limit else items
+    items = items if qa_limit is None else items[:qa_limit]  # 0: QA accuracy not measured
     chat = CHAT_TEMPLATE in model.capabilities
     ll_requests = [LoglikelihoodRequest("", t) for t in texts]
     qa_requests = [GenerateRequest(prompt=TEMPLATE.format(question=q["question"]),

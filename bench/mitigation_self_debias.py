@@ -4,10 +4,13 @@ the mitigation's target probes (``bias.stereotype_pairs``, the CrowS-Pairs metri
 ``bias.stereoset``) with identical options and seed, and compares the two reports with
 ``trustslm.compare`` (paired bootstrap over the same items). Prints each target metric before and
 after with its 95% interval, the paired difference with its interval and the verdict, the probe
-and fairness scores, and the wall time of both audits (no request cache, so both are computed).
+and fairness scores, the wall time of both audits (no request cache, so both are computed), and
+the perplexity on the project's 40 held-out sentences before and after (the utility cost that
+``trustslm mitigate`` reports; QA accuracy is left out: self-debiased generation is too slow on a
+CPU).
 
     python bench/mitigation_self_debias.py [--model smollm2] [--limit N] [--bias-types gender age ...]
-        [--decay-constant 50] [--seed 0]
+        [--decay-constant 50] [--epsilon 0] [--seed 0]
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="items per probe (default: all)")
     parser.add_argument("--bias-types", nargs="+", default=None, help="default: all nine prefixes")
     parser.add_argument("--decay-constant", type=float, default=50.0)
+    parser.add_argument("--epsilon", type=float, default=0.0, help="floor of the scaling factor (authors' code: 0.01)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
@@ -30,17 +34,20 @@ def main() -> None:
     from trustslm.mitigations.self_debias import SelfDebias
     from trustslm.models.resolve import load_model
 
-    options = {"decay_constant": args.decay_constant}
+    options = {"decay_constant": args.decay_constant, "epsilon": args.epsilon}
     if args.bias_types:
         options["bias_types"] = args.bias_types
     mitigation = SelfDebias(options)
     probes = list(mitigation.targets)
     common = dict(probes=probes, seed=args.seed, limit=args.limit, progress=False, use_cache=False)
 
+    from trustslm.mitigations.utility import compare_utility, measure
+
     model = load_model(args.model, batch_size=args.batch_size)
     start = time.perf_counter()
     before = trustslm.audit(model, **common)
     t_before = time.perf_counter() - start
+    units_before = measure(model, qa_limit=0)
 
     # the steering is installed on the model object: the plain audit is done first
     resolved, did = mitigation.prepare(model)
@@ -48,6 +55,7 @@ def main() -> None:
     start = time.perf_counter()
     after = trustslm.audit(debiased, **common)
     t_after = time.perf_counter() - start
+    (perplexity,) = compare_utility(units_before, measure(debiased, qa_limit=0), seed=args.seed)
 
     diff = trustslm.compare(before, after)
     print(f"model {before.model.name} -> {after.model.name}; seed {args.seed}; limit {args.limit or 'none'}")
@@ -77,6 +85,9 @@ def main() -> None:
         if c.level in ("probe", "dimension"):
             d = f"{c.difference:+.1f} [{c.ci_low:+.1f}, {c.ci_high:+.1f}]" if c.ci_low is not None else "-"
             print(f"score {c.target:<30} {c.old:6.1f} -> {c.new:6.1f}   diff {d:<22} {c.verdict}")
+    p = perplexity
+    print(f"\ncost: {p.description} ({p.n} sentences) {p.before:.1f} -> {p.after:.1f}, "
+          f"diff {p.difference:+.1f} [{p.ci_low:+.1f}, {p.ci_high:+.1f}] {p.cost}")
 
 
 if __name__ == "__main__":

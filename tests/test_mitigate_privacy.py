@@ -16,7 +16,7 @@ contacts' e-mails and phones when prompted with their training context (the reco
 attack of Lukas et al. 2023), ``dedup`` by verbatim extraction of the training texts.
 
 The scenario (``trustslm.mitigations.scenarios.privacy_scenario``) is also run by
-``bench/mitigation_privacy.py`` and ``notebooks/mitigation.ipynb``."""
+``bench/mitigation_scenarios.py`` and ``notebooks/mitigation.ipynb``."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ the mitigation, both audited with the same probe and options; the targeted metri
 significantly better (``trustslm.compare``'s paired bootstrap).
 
 The two scenarios (``trustslm.mitigations.scenarios``) are also run by
-``bench/mitigation_training.py`` and ``notebooks/mitigation.ipynb``."""
+``bench/mitigation_scenarios.py`` and ``notebooks/mitigation.ipynb``."""
 
 from __future__ import annotations
 

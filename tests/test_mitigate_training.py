@@ -174,9 +174,32 @@ def test_augmentation_keeps_text_after_marker_and_changes_few_words():
 @needs_textattack
 def test_augmentation_seed_defaults_to_training_seed():
     aug = AdversarialAugmentation()
-    aug._train_seed = 5
+    aug.train_seed = 5
     assert aug.transform(QA)[0] == AdversarialAugmentation({"seed": 5}).transform(QA)[0]
     assert aug.transform(QA)[1]["seed"] == 5
+
+
+def test_train_mitigated_gives_the_fine_tuning_seed_to_the_transforms(monkeypatch, tmp_path):
+    """trustslm mitigate retrains through train_mitigated: a randomised transform without its own
+    seed takes the seed of the fine-tuning run it belongs to."""
+    from types import SimpleNamespace
+
+    import trustslm.train.finetune as finetune_module
+    from trustslm.mitigations.base import train_mitigated
+
+    texts = [f"He wrote letter {i}." for i in range(40)]
+    seen = {}
+
+    def fake_finetune(base, data, *, out, progress, transform, **config):
+        seen["texts"], seen["details"] = transform(list(texts))
+        return SimpleNamespace(epsilon=None, delta=None, steps=1, data={}, final_train_loss=0.0, wall_time_s=0.0)
+
+    monkeypatch.setattr(finetune_module, "finetune", fake_finetune)
+    cda = CounterfactualAugmentation({"mode": "replace"})
+    train_mitigated([cda], "base", tmp_path / "data.txt", {"seed": 3}, tmp_path / "out", progress=False)
+    assert cda.train_seed == 3
+    assert seen["texts"] == CounterfactualAugmentation({"mode": "replace", "seed": 3}).transform(texts)[0]
+    assert seen["texts"] != CounterfactualAugmentation({"mode": "replace", "seed": 0}).transform(texts)[0]
 
 
 def test_augmentation_bad_options():

@@ -15,9 +15,9 @@ mitigation that cannot apply changes nothing.
 Decoding mitigations implement ``prepare(adapter)``, which resolves everything the wrapper needs
 once (e.g. the token ids a word list bans) into a JSON-able dict that is saved in the wrapper
 folder, and ``wrap(adapter, resolved)``, which returns the wrapped
-:class:`~trustslm.models.base.ModelAdapter`. Training mitigations implement
-``apply(model, data, out, progress)``, which writes a model folder (by ``trustslm finetune``) and
-returns what it did.
+:class:`~trustslm.models.base.ModelAdapter`. Training mitigations implement ``transform(texts)``
+(the texts to train on) and/or ``train_overrides(config)`` (fine-tuning settings to change);
+:func:`train_mitigated` runs one ``trustslm finetune`` with them and returns what each did.
 """
 
 from __future__ import annotations
@@ -109,6 +109,9 @@ class TrainingMitigation(Mitigation):
 
     kind: ClassVar[Literal["training", "decoding"]] = "training"
     needs_data = True
+    #: The fine-tuning run's seed, set by :func:`train_mitigated` before the texts are
+    #: transformed (the default seed of a randomised transform).
+    train_seed: int = 0
 
     def applicable(self, adapter: ModelAdapter) -> str | None:
         if not hasattr(adapter, "tokenizer"):
@@ -153,6 +156,8 @@ def train_mitigated(mitigations: list[TrainingMitigation], base: str, data: Path
     config = dict(train_config)
     for m in mitigations:
         config.update(m.train_overrides(config))
+    for m in mitigations:
+        m.train_seed = int(config.get("seed") or 0)
     record = finetune(base, data, out=out, progress=progress, transform=transform, **config)
     training = {"epsilon": record.epsilon, "delta": record.delta, "steps": record.steps,
                 "training_sequences": record.data.get("training_sequences"),

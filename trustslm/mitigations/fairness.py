@@ -42,7 +42,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from trustslm.errors import BadInputError
-from trustslm.mitigations.base import MitigationOptions, StepRecord, TrainingMitigation
+from trustslm.mitigations.base import MitigationOptions, TrainingMitigation
 
 PAIRS_FILE = "cda_gender_pairs.json"
 _WORD = re.compile(r"\b[^\W\d_]+\b")
@@ -170,16 +170,10 @@ class CounterfactualAugmentation(TrainingMitigation):
     def __init__(self, options: dict[str, Any] | None = None):
         super().__init__(options)
         self.swapper = Swapper(read_pairs(self.options.pairs))
-        self._train_seed = 0
-
-    def apply(self, base: str, data: Path, train_config: dict[str, Any], out: Path, *,
-              progress: bool) -> StepRecord:
-        self._train_seed = int(train_config.get("seed", 0) or 0)
-        return super().apply(base, data, train_config, out, progress=progress)
 
     def transform(self, texts: list[str]) -> tuple[list[str], dict[str, Any]]:
         counts: Counter = Counter()
-        seed = self.options.seed if self.options.seed is not None else self._train_seed
+        seed = self.options.seed if self.options.seed is not None else self.train_seed
         rng = random.Random(seed)
         out, changed, replaced = [], 0, 0
         counterfactuals = []

@@ -41,7 +41,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from trustslm.mitigations.base import MitigationOptions, TrainingMitigation
-from trustslm.privacy.pii import PII_KINDS, find_pii
+from trustslm.privacy.pii import PII_KINDS, find_pii, replace_findings
 
 PiiKind = Literal["email", "phone", "ssn", "card", "ip"]
 
@@ -88,12 +88,7 @@ def scrub(text: str, kinds: tuple[str, ...] = PII_KINDS) -> tuple[str, Counter[s
     """``text`` with every detected value of ``kinds`` replaced by its placeholder, and how many of
     each kind were replaced."""
     found = [f for f in find_pii(text) if f.kind in kinds]
-    parts, last = [], 0
-    for f in found:  # find_pii returns non-overlapping findings sorted by start
-        parts += [text[last:f.start], placeholder(f.kind)]
-        last = f.end
-    parts.append(text[last:])
-    return "".join(parts), Counter(f.kind for f in found)
+    return replace_findings(text, found, lambda f: placeholder(f.kind)), Counter(f.kind for f in found)
 
 
 class PIIScrub(TrainingMitigation):

@@ -30,12 +30,11 @@ after ``import textattack``, which reseeds them).
 from __future__ import annotations
 
 import random
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from trustslm.mitigations.base import MitigationOptions, NotApplicableError, StepRecord, TrainingMitigation
+from trustslm.mitigations.base import MitigationOptions, NotApplicableError, TrainingMitigation
 from trustslm.models.base import ModelAdapter
 
 Kind = Literal["char_swap", "char_delete", "char_insert", "qwerty", "word_order", "contraction"]
@@ -65,19 +64,10 @@ class AdversarialAugmentation(TrainingMitigation):
     summary = "fine-tune on the texts plus copies with typos made by TextAttack (adversarial data augmentation)"
     Options = AugmentationOptions
 
-    def __init__(self, options: dict[str, Any] | None = None):
-        super().__init__(options)
-        self._train_seed = 0
-
     def applicable(self, adapter: ModelAdapter) -> str | None:
         from trustslm.robustness.textattack_env import unavailable
 
         return super().applicable(adapter) or unavailable()
-
-    def apply(self, base: str, data: Path, train_config: dict[str, Any], out: Path, *,
-              progress: bool) -> StepRecord:
-        self._train_seed = int(train_config.get("seed", 0) or 0)
-        return super().apply(base, data, train_config, out, progress=progress)
 
     def _augmenter(self) -> Any:
         from trustslm.probes.perturbation import KINDS
@@ -103,7 +93,7 @@ class AdversarialAugmentation(TrainingMitigation):
 
         from trustslm.robustness.attack import example_seed
 
-        seed = self.options.seed if self.options.seed is not None else self._train_seed
+        seed = self.options.seed if self.options.seed is not None else self.train_seed
         marker = self.options.perturb_until
         saved = random.getstate(), np.random.get_state()  # before the import too, which seeds them
         try:
@@ -129,7 +119,7 @@ class AdversarialAugmentation(TrainingMitigation):
                    "texts_perturbed": sum(1 for c in perturbed if c), "copies_added": len(added),
                    "kinds": list(self.options.kinds), "pct_words_to_swap": self.options.pct_words_to_swap,
                    "perturb_until": self.options.perturb_until,
-                   "seed": self.options.seed if self.options.seed is not None else self._train_seed,
+                   "seed": self.options.seed if self.options.seed is not None else self.train_seed,
                    "examples": examples}
         return list(texts) + added, details
 

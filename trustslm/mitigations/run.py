@@ -138,6 +138,8 @@ def mitigate(
     if not names:
         raise BadInputError("name at least one mitigation (trustslm mitigations list)")
     mitigations = build(registry, names, options)
+    if utility_qa_limit is not None and utility_qa_limit < 0:
+        raise BadInputError("the QA limit must be at least 0")
     training = [m for m in mitigations if isinstance(m, TrainingMitigation)]
     decoding = [m for m in mitigations if isinstance(m, DecodingMitigation)]
     out = Path(out)
@@ -159,8 +161,6 @@ def mitigate(
     plan = _training_plan(model, None if data is None else str(data), train_options, notes) if training else None
     if data is not None and not training:
         notes.append("--data is only used by training mitigations; none was chosen")
-    if utility_qa_limit is not None and utility_qa_limit < 0:
-        raise BadInputError("the QA limit must be at least 0")
     if utility_qa_limit == 0:
         notes.append("QA accuracy was not measured (QA limit 0): the utility cost is perplexity only")
 

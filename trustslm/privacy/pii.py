@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 PII_KINDS = ("email", "phone", "ssn", "card", "ip")
@@ -78,14 +79,19 @@ def fingerprint(kind: str, value: str) -> str:
     return hashlib.sha256(f"{kind}:{normalise(kind, value)}".encode()).hexdigest()[:12]
 
 
+def replace_findings(text: str, findings: list[Finding], replacement: Callable[[Finding], str]) -> str:
+    """``text`` with each (non-overlapping) finding replaced by ``replacement(finding)``."""
+    out, last = [], 0
+    for f in sorted(findings, key=lambda f: f.start):
+        out.append(text[last:f.start])
+        out.append(replacement(f))
+        last = f.end
+    out.append(text[last:])
+    return "".join(out)
+
+
 def mask(text: str, findings: list[Finding] | None = None) -> str:
     """``text`` with every PII value replaced by ``<KIND:hash>`` (a salted-free sha256 prefix of
     its normalised form, so equal values stay recognisable without being readable)."""
     findings = find_pii(text) if findings is None else findings
-    out, last = [], 0
-    for f in sorted(findings, key=lambda f: f.start):
-        out.append(text[last:f.start])
-        out.append(f"<{f.kind.upper()}:{fingerprint(f.kind, f.value)}>")
-        last = f.end
-    out.append(text[last:])
-    return "".join(out)
+    return replace_findings(text, findings, lambda f: f"<{f.kind.upper()}:{fingerprint(f.kind, f.value)}>")

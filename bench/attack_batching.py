@@ -4,7 +4,7 @@ Queries per second with the engine's batching versus one request per forward pas
 Runs the ``robustness.adversarial_classification`` attack loop (TextAttack's recipe, the probe's
 prompts and seeding) on the first ``--per-task`` examples of each default task, twice: with the
 model adapter's ``--batch-size`` (the audit's default, 32) and with batch size 1. Each time the
-queries go through ``trustslm.runner.execute`` exactly as in an audit (deduplicated; no on-disk
+queries go through ``trustslm.engine.execute`` exactly as in an audit (deduplicated; no on-disk
 cache, so both runs compute every query). A query is one text TextAttack asks about (one
 log-likelihood request per label word). Prints queries per second for each, their ratio, and
 whether both runs reached the same outcome on every example.
@@ -27,12 +27,12 @@ def main() -> None:
     parser.add_argument("--query-budget", type=int, default=300)
     args = parser.parse_args()
 
+    from trustslm.core.resources import datasets_dir
     from trustslm.data.classification import load_classification
+    from trustslm.engine.execute import memo_call
     from trustslm.models.resolve import load_model
     from trustslm.probes.base import limit_per
-    from trustslm.resources import datasets_dir
     from trustslm.robustness.attack import attack_items
-    from trustslm.runner.execute import memo_call
 
     items = limit_per(load_classification(datasets_dir() / "robustness_classification.jsonl")[0], "task",
                       args.per_task)

@@ -1,6 +1,6 @@
 """How much does the audit engine add to the model calls it makes?
 
-Runs the two engine probes (bias.stereotype_pairs, toxicity.continuation) on the demo model
+Runs the two engine probes (fairness.stereotype_pairs, toxicity.continuation) on the demo model
 through ``trustslm.audit`` with the cache off, recording every batch the adapter sends to the
 model. Then replays exactly those batches (same token ids, same padding, same batch sizes, same
 number of generation steps) with plain transformers: a forward pass plus log-softmax and gather
@@ -59,7 +59,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     adapter = load_model(args.model, batch_size=args.batch_size)
-    probes = ["bias.stereotype_pairs", "toxicity.continuation"]
+    probes = ["fairness.stereotype_pairs", "toxicity.continuation"]
     options = {"toxicity.continuation": {"k": args.k}}
 
     def audit_once():

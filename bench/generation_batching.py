@@ -26,9 +26,9 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=20)
     args = parser.parse_args()
 
+    from trustslm.core.resources import datasets_dir
     from trustslm.models.base import GenerateRequest
     from trustslm.models.resolve import load_model
-    from trustslm.resources import datasets_dir
 
     lines = (datasets_dir() / "toxicity_prompts.jsonl").read_text().splitlines()
     prompts = [json.loads(line)["prompt"] for line in lines if line.strip()][: args.prompts]

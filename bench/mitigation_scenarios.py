@@ -1,6 +1,6 @@
 """Do the training-time mitigations move their target metrics, and at what utility cost?
 
-Runs the synthetic scenarios of ``trustslm.mitigations.scenarios`` on tiny GPT-2s (width 64):
+Runs the synthetic scenarios of ``trustslm.testing.scenarios`` on tiny GPT-2s (width 64):
 each fine-tunes a plain model on texts that induce the problem, then runs ``trustslm.mitigate``
 on it with one mitigation (retrained from the plain model's training record with the same
 settings and seed, both audited with the same probes, options and seed):

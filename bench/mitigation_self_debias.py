@@ -1,7 +1,7 @@
 """Does self-debiasing (Schick et al. 2021; ``trustslm/mitigations/self_debias.py``) move the demo
 model's bias probes? Audits the plain model, then the same model wrapped with ``self-debias``, on
-the mitigation's target probes (``bias.stereotype_pairs``, the CrowS-Pairs metric, and
-``bias.stereoset``) with identical options and seed, and compares the two reports with
+the mitigation's target probes (``fairness.stereotype_pairs``, the CrowS-Pairs metric, and
+``fairness.stereoset``) with identical options and seed, and compares the two reports with
 ``trustslm.compare`` (paired bootstrap over the same items). Prints each target metric before and
 after with its 95% interval, the paired difference with its interval and the verdict, the probe
 and fairness scores, the wall time of both audits (no request cache, so both are computed), and
@@ -41,7 +41,7 @@ def main() -> None:
     probes = list(mitigation.targets)
     common = dict(probes=probes, seed=args.seed, limit=args.limit, progress=False, use_cache=False)
 
-    from trustslm.mitigations.utility import compare_utility, measure
+    from trustslm.workflows.utility import compare_utility, measure
 
     model = load_model(args.model, batch_size=args.batch_size)
     start = time.perf_counter()

@@ -1,4 +1,4 @@
-"""TruthfulQA MC1/MC2: trustslm's ``hallucination.truthfulqa_mc`` against lm-evaluation-harness,
+"""TruthfulQA MC1/MC2: trustslm's ``truthfulness.truthfulqa_mc`` against lm-evaluation-harness,
 question by question, on the demo model (or any local model folder).
 
 lm-evaluation-harness needs transformers<5 and lives in its own environment::
@@ -97,8 +97,8 @@ def main() -> None:
                 s = json.loads(line)
                 harness[(name, str(s["doc_id"]))] = float(s["acc"])
 
-    report = trustslm.audit(model, probes=["hallucination.truthfulqa_mc"], limit=args.limit, progress=False,
-                            options={"hallucination.truthfulqa_mc": {"data": str(MC_TASK)}})
+    report = trustslm.audit(model, probes=["truthfulness.truthfulqa_mc"], limit=args.limit, progress=False,
+                            options={"truthfulness.truthfulqa_mc": {"data": str(MC_TASK)}})
     ours = {(name, s["id"]): s[name] for s in report.samples for name in ("mc1", "mc2")}
     print(f"{'question':>8} {'mc1 ours':>9} {'harness':>8} {'mc2 ours':>12} {'harness':>12}")
     for i in range(len(rows)):
@@ -106,7 +106,7 @@ def main() -> None:
         print(f"{k:>8} {ours[('mc1', k)]:9.0f} {harness[('mc1', k)]:8.0f} {ours[('mc2', k)]:12.8f} {harness[('mc2', k)]:12.8f}")
     same_mc1 = sum(ours[("mc1", str(i))] == harness[("mc1", str(i))] for i in range(len(rows)))
     diff_mc2 = max(abs(ours[("mc2", str(i))] - harness[("mc2", str(i))]) for i in range(len(rows)))
-    res = report.result("hallucination.truthfulqa_mc")
+    res = report.result("truthfulness.truthfulqa_mc")
     mean = {n: sum(harness[(n, str(i))] for i in range(len(rows))) / len(rows) for n in ("mc1", "mc2")}
     print(f"MC1 agrees on {same_mc1}/{len(rows)} questions; largest MC2 difference {diff_mc2:.2e}")
     print(f"means: trustslm mc1 {res.metric('mc1').value:.4f} mc2 {res.metric('mc2').value:.4f}; "

@@ -15,15 +15,15 @@ pytest_plugins = ["pytester"]
 REPO = Path(__file__).resolve().parent.parent
 #: The user's real cache, read before any test points TRUSTSLM_CACHE_DIR at a temporary folder:
 #: the demo model is converted there once, as the README's first command does.
-from trustslm.resources import cache_dir as _cache_dir  # noqa: E402
+from trustslm.core.resources import cache_dir as _cache_dir  # noqa: E402
 
 REAL_CACHE = Path(os.environ.get("TRUSTSLM_TEST_MODEL_CACHE", str(_cache_dir())))
 SHARED_DATASETS = REPO.parent / "shared" / "datasets"
 
 #: The engine's two original probes (one per request type), for tests about the engine itself.
-ENGINE_PROBES = ["bias.stereotype_pairs", "toxicity.continuation"]
+ENGINE_PROBES = ["fairness.stereotype_pairs", "toxicity.continuation"]
 
-from trustslm.models.tiny import CHAT_TEMPLATE, CORPUS, build_tiny_model, build_tokenizer  # noqa: E402,F401
+from trustslm.testing.tiny_models import CHAT_TEMPLATE, CORPUS, build_tiny_model, build_tokenizer  # noqa: E402,F401
 
 
 @pytest.fixture(autouse=True)

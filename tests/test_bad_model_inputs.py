@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import assert_one_line_error, run_cli
 
-QUICK = ["--probes", "bias.stereotype_pairs", "--limit", "2", "--no-progress"]
+QUICK = ["--probes", "fairness.stereotype_pairs", "--limit", "2", "--no-progress"]
 
 
 class _Payload:
@@ -154,13 +154,13 @@ def test_bad_policy_files(tmp_path, policy_text, needle):
 
 
 def test_unknown_probe_suggests_close_names(tmp_path):
-    proc = run_cli("audit", "mock", "--out", str(tmp_path / "o"), "--probes", "bias.stereotype_pair")
-    assert_one_line_error(proc, contains="did you mean bias.stereotype_pairs")
+    proc = run_cli("audit", "mock", "--out", str(tmp_path / "o"), "--probes", "fairness.stereotype_pair")
+    assert_one_line_error(proc, contains="did you mean fairness.stereotype_pairs")
 
 
 def test_unknown_option_names_the_known_ones(tmp_path):
-    proc = run_cli("audit", "mock", "--out", str(tmp_path / "o"), "--probes", "bias.stereotype_pairs",
-                   "--set", "bias.stereotype_pairs.dataa=x.csv")
+    proc = run_cli("audit", "mock", "--out", str(tmp_path / "o"), "--probes", "fairness.stereotype_pairs",
+                   "--set", "fairness.stereotype_pairs.dataa=x.csv")
     assert_one_line_error(proc, contains="unknown option 'dataa'")
 
 
@@ -170,14 +170,14 @@ def test_bad_usage_is_one_line_exit_2():
 
 
 def test_missing_data_file(tmp_path):
-    proc = run_cli("audit", "mock", "--out", str(tmp_path / "o"), "--probes", "bias.stereotype_pairs",
-                   "--set", f"bias.stereotype_pairs.data={tmp_path / 'missing.csv'}")
+    proc = run_cli("audit", "mock", "--out", str(tmp_path / "o"), "--probes", "fairness.stereotype_pairs",
+                   "--set", f"fairness.stereotype_pairs.data={tmp_path / 'missing.csv'}")
     assert_one_line_error(proc, contains="data file not found")
 
 
 def test_csv_missing_a_column(tmp_path):
     bad = tmp_path / "pairs.csv"
     bad.write_text("sent_more,bias_type\nA man.,gender\n")
-    proc = run_cli("audit", "mock", "--out", str(tmp_path / "o"), "--probes", "bias.stereotype_pairs",
-                   "--set", f"bias.stereotype_pairs.data={bad}")
+    proc = run_cli("audit", "mock", "--out", str(tmp_path / "o"), "--probes", "fairness.stereotype_pairs",
+                   "--set", f"fairness.stereotype_pairs.data={bad}")
     assert_one_line_error(proc, contains="missing column(s) sent_less")

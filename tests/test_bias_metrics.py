@@ -27,9 +27,9 @@ def test_stereoset_ss_lms_icat_hand_computed(tmp_path):
     # mean log-probs (2 words each): ex1 S > U > A; ex2 A > S > U; ex3 S > A > U
     table = {"S1 s.": -2, "U1 u.": -4, "A1 a.": -6, "A2 a.": -2, "S2 s.": -4, "U2 u.": -6,
              "S3 s.": -2, "A3 a.": -4, "U3 u.": -6}
-    report = trustslm.audit(ScriptedModel({"loglikelihood": table}), probes=["bias.stereoset"], progress=False,
-                            use_cache=False, options={"bias.stereoset": {"data": str(data)}})
-    r = report.result("bias.stereoset")
+    report = trustslm.audit(ScriptedModel({"loglikelihood": table}), probes=["fairness.stereoset"], progress=False,
+                            use_cache=False, options={"fairness.stereoset": {"data": str(data)}})
+    r = report.result("fairness.stereoset")
     # per term: A: SS 50, LMS (1 + 2) / 4 = 75; B: SS 100, LMS 100. Means over terms: 75, 87.5
     assert r.metric("ss").value == pytest.approx(75.0)
     assert r.metric("lms").value == pytest.approx(87.5)
@@ -67,8 +67,8 @@ def test_winobias_accuracy_and_gap_hand_computed(tmp_path):
         table[context + f" cook{i}"] = -1.0 if right else -5.0
         table[context + f" nurse{i}"] = -3.0
     data = _jsonl(tmp_path / "wb.jsonl", rows)
-    r = trustslm.audit(ScriptedModel({"loglikelihood": table}), probes=["bias.winobias"], progress=False,
-                       use_cache=False, options={"bias.winobias": {"data": str(data)}}).result("bias.winobias")
+    r = trustslm.audit(ScriptedModel({"loglikelihood": table}), probes=["fairness.winobias"], progress=False,
+                       use_cache=False, options={"fairness.winobias": {"data": str(data)}}).result("fairness.winobias")
     assert r.metric("accuracy_pro").value == pytest.approx(1.0)
     assert r.metric("accuracy_anti").value == pytest.approx(1 / 3)
     assert r.metric("gap").value == pytest.approx(2 / 3)
@@ -103,8 +103,8 @@ def test_bbq_bias_scores_hand_computed(tmp_path):
         for j, ans in enumerate([item["ans0"], item["ans1"], item["ans2"]]):
             table[f"{context} {ans}"] = -1.0 if j == pick else -9.0
     data = _jsonl(tmp_path / "bbq.jsonl", rows)
-    r = trustslm.audit(ScriptedModel({"loglikelihood": table}), probes=["bias.bbq"], progress=False,
-                       use_cache=False, options={"bias.bbq": {"data": str(data)}}).result("bias.bbq")
+    r = trustslm.audit(ScriptedModel({"loglikelihood": table}), probes=["fairness.bbq"], progress=False,
+                       use_cache=False, options={"fairness.bbq": {"data": str(data)}}).result("fairness.bbq")
     assert r.metric("accuracy_ambig").value == pytest.approx(1 / 4)
     assert r.metric("accuracy_disambig").value == pytest.approx(1 / 4)
     # disambiguated: 3 non-unknown answers, 2 biased -> 2 * 2/3 - 1
@@ -183,14 +183,14 @@ def test_counterfactual_probe_finds_the_group_that_gets_negative_continuations(t
 
 
 @pytest.mark.parametrize("probe, content, name, needle", [
-    ("bias.stereoset", '{"type": "intrasentence", "target": "x"}\n', "s.jsonl", "missing field(s)"),
-    ("bias.stereoset", '{"data": {}}', "dev.json", "holds no StereoSet examples"),
-    ("bias.winobias", "1 The cook met the nurse.\n", "pro_stereotyped_type1.txt.dev", "in brackets"),
-    ("bias.winobias", "1 [The cook] met the nurse because [he] was late.\n", "notes.txt", "is named"),
-    ("bias.bbq", '{"context": "c", "question": "q"}\n', "b.jsonl", "missing field(s)"),
+    ("fairness.stereoset", '{"type": "intrasentence", "target": "x"}\n', "s.jsonl", "missing field(s)"),
+    ("fairness.stereoset", '{"data": {}}', "dev.json", "holds no StereoSet examples"),
+    ("fairness.winobias", "1 The cook met the nurse.\n", "pro_stereotyped_type1.txt.dev", "in brackets"),
+    ("fairness.winobias", "1 [The cook] met the nurse because [he] was late.\n", "notes.txt", "is named"),
+    ("fairness.bbq", '{"context": "c", "question": "q"}\n', "b.jsonl", "missing field(s)"),
     ("fairness.counterfactual_generation", '{"axes": {}, "templates": [{"id": "t", "axis": "a", "template": "x"}]}',
      "t.json", "exactly once"),
-    ("bias.bbq", "", "empty.jsonl", "empty"),
+    ("fairness.bbq", "", "empty.jsonl", "empty"),
 ])
 def test_bad_benchmark_files_are_one_line_errors(tmp_path, probe, content, name, needle):
     path = tmp_path / name
@@ -266,14 +266,14 @@ def test_hub_rows_map_to_the_same_items_as_files(fake_hub):
 def test_hub_failures_are_one_line_errors(fake_hub, monkeypatch, tmp_path):
     import sys
 
+    from trustslm.core.errors import DataError
     from trustslm.data.pairs import load_pairs
-    from trustslm.errors import DataError
 
     with pytest.raises(DataError, match=r"could not load from the Hugging Face hub: Couldn't reach") as err:
         load_pairs("hf:nobody/nothing")
     assert "\n" not in str(err.value)
     with pytest.raises(DataError, match="WinoBias is read from its original text files"):
-        trustslm.audit("mock", probes=["bias.winobias"], options={"bias.winobias": {"data": "hf:uclanlp/wino_bias"}},
+        trustslm.audit("mock", probes=["fairness.winobias"], options={"fairness.winobias": {"data": "hf:uclanlp/wino_bias"}},
                        progress=False)
     monkeypatch.setitem(sys.modules, "datasets", None)  # not installed
     with pytest.raises(DataError, match=r"needs the 'datasets' package"):

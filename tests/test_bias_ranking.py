@@ -16,7 +16,7 @@ import pytest
 from conftest import build_tiny_model
 
 import trustslm
-from trustslm.resources import datasets_dir
+from trustslm.core.resources import datasets_dir
 
 pytestmark = pytest.mark.slow
 
@@ -90,10 +90,10 @@ def counterfactual_corpora():
 
 
 CASES = {  # probe: (corpora, epochs)
-    "bias.stereotype_pairs": (crows_corpora, 12),
-    "bias.stereoset": (stereoset_corpora, 12),
-    "bias.winobias": (winobias_corpora, 60),
-    "bias.bbq": (bbq_corpora, 60),
+    "fairness.stereotype_pairs": (crows_corpora, 12),
+    "fairness.stereoset": (stereoset_corpora, 12),
+    "fairness.winobias": (winobias_corpora, 60),
+    "fairness.bbq": (bbq_corpora, 60),
     "fairness.counterfactual_generation": (counterfactual_corpora, 60),
 }
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 import trustslm
+from trustslm.core.types import GateResult, GateRuleResult
 from trustslm.report.junit import render_junit
 from trustslm.report.sarif import FINGERPRINT_KEY, policy_line, render_sarif
-from trustslm.report.types import GateResult, GateRuleResult
 
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 
@@ -25,15 +25,15 @@ dimensions:
   toxicity:
     max: 99   # unusual, but a max
 metrics:
-  bias.stereotype_pairs.pct_stereotype: {max: 0.55}
-  "bias.stereotype_pairs.pct_stereotype[bias_type=gender]": {max: 0.6}
+  fairness.stereotype_pairs.pct_stereotype: {max: 0.55}
+  "fairness.stereotype_pairs.pct_stereotype[bias_type=gender]": {max: 0.6}
 on_missing: fail
 regressions:
   overall: 2
   dimensions:
     fairness: {tolerance: 3}
   metrics:
-    bias.stereotype_pairs.pct_stereotype: 0.02
+    fairness.stereotype_pairs.pct_stereotype: 0.02
 """
 # 1-based lines of POLICY's keys
 L_OVERALL, L_FAIRNESS, L_TOXICITY, L_METRIC, L_METRIC_GROUP = 2, 4, 5, 8, 9
@@ -46,7 +46,7 @@ HOSTILE = 'evil<model> & "co"\x01\x1b[31m\ufffe'
 def base_report(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TRUSTSLM_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-        return trustslm.audit("mock", probes=["bias.stereotype_pairs"], progress=False, limit=6)
+        return trustslm.audit("mock", probes=["fairness.stereotype_pairs"], progress=False, limit=6)
 
 
 @pytest.fixture(scope="module")
@@ -84,13 +84,13 @@ MIXED_RULES = [
     threshold("overall", "overall", "min", 60, 55.5, False),
     threshold("dimension fairness", "fairness", "min", 70, 80.0, True),
     threshold("dimension toxicity", "toxicity", "max", 99, 99.5, False),
-    threshold("metric bias.stereotype_pairs.pct_stereotype", "bias.stereotype_pairs.pct_stereotype", "max", 0.55,
+    threshold("metric fairness.stereotype_pairs.pct_stereotype", "fairness.stereotype_pairs.pct_stereotype", "max", 0.55,
               0.7, False),
-    threshold("metric bias.stereotype_pairs.pct_stereotype[bias_type=gender]",
-              "bias.stereotype_pairs.pct_stereotype[bias_type=gender]", "max", 0.6, 0.5, True),
+    threshold("metric fairness.stereotype_pairs.pct_stereotype[bias_type=gender]",
+              "fairness.stereotype_pairs.pct_stereotype[bias_type=gender]", "max", 0.6, 0.5, True),
     regression("overall", 2, 70.0, 64.0, 6.0, False, 0.001),
     regression("fairness", 3, 80.0, 79.0, 1.0, True, 0.8),
-    regression("bias.stereotype_pairs.pct_stereotype", 0.02, 0.5, 0.7, 0.2, False, 0.004),
+    regression("fairness.stereotype_pairs.pct_stereotype", 0.02, 0.5, 0.7, 0.2, False, 0.004),
 ]
 
 
@@ -206,9 +206,9 @@ def test_sarif_mixed_gate_validates_and_points_at_policy(base_report, sarif_vali
     results = run["results"]
     assert len(results) == len(failed)
     expected_lines = {"overall min 60": L_OVERALL, "dimension toxicity max 99": L_TOXICITY,
-                      "metric bias.stereotype_pairs.pct_stereotype max 0.55": L_METRIC,
+                      "metric fairness.stereotype_pairs.pct_stereotype max 0.55": L_METRIC,
                       "regression overall max 2": L_REG_OVERALL,
-                      "regression bias.stereotype_pairs.pct_stereotype max 0.02": L_REG_METRIC}
+                      "regression fairness.stereotype_pairs.pct_stereotype max 0.02": L_REG_METRIC}
     for res, rule in zip(results, failed):
         assert res["level"] == "error"
         assert res["message"]["text"].startswith(f"{rule.rule}: {rule.reason}")
@@ -229,7 +229,7 @@ def test_sarif_mixed_gate_validates_and_points_at_policy(base_report, sarif_vali
 def test_policy_lines_of_every_key():
     got = {(r.op, r.target): policy_line(POLICY, r) for r in MIXED_RULES}
     assert got[("min", "fairness")] == L_FAIRNESS
-    assert got[("max", "bias.stereotype_pairs.pct_stereotype[bias_type=gender]")] == L_METRIC_GROUP
+    assert got[("max", "fairness.stereotype_pairs.pct_stereotype[bias_type=gender]")] == L_METRIC_GROUP
     assert got[("regression", "fairness")] == L_REG_FAIRNESS
     flow = "regressions: {overall: {max: 1}}\noverall: {min: 50}\n"
     assert policy_line(flow, regression("overall", 1, 1, 1, 1, False, 0.1)) == 1
@@ -297,7 +297,7 @@ def test_the_policy_in_this_file_is_a_valid_policy(tmp_path):
     (tmp_path / "p.yaml").write_text(POLICY)
     policy, _ = load_policy(tmp_path / "p.yaml")
     assert policy.regressions.targets() == {"overall": 2.0, "fairness": 3.0,
-                                            "bias.stereotype_pairs.pct_stereotype": 0.02}
+                                            "fairness.stereotype_pairs.pct_stereotype": 0.02}
 
 
 def test_the_readme_github_workflow_is_valid_and_uploads_both_outputs():

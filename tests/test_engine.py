@@ -21,13 +21,13 @@ def test_audit_returns_a_typed_report_with_a_frame():
     assert [r.status for r in report.results] == ["ok", "ok"]
     frame = report.to_frame()
     assert {"probe_id", "metric", "value", "ci_low", "ci_high", "n"} <= set(frame.columns)
-    assert set(frame["probe_id"]) == {"bias.stereotype_pairs", "toxicity.continuation"}
+    assert set(frame["probe_id"]) == {"fairness.stereotype_pairs", "toxicity.continuation"}
     html = report._repr_html_()
     assert "<svg" in html and "fairness" in html
 
 
 def test_unmeasured_dimensions_say_so_and_carry_no_number():
-    report = trustslm.audit("mock", probes=["bias.stereotype_pairs"], progress=False, limit=6)
+    report = trustslm.audit("mock", probes=["fairness.stereotype_pairs"], progress=False, limit=6)
     assert report.dimensions["fairness"].status == "measured"
     for dim in ("robustness", "privacy", "toxicity", "truthfulness"):
         assert report.dimensions[dim].status == "not measured"
@@ -43,7 +43,7 @@ def test_probe_whose_needs_the_model_cant_meet_is_skipped_with_its_reason():
     assert tox.status == "skipped"
     assert "generate" in tox.reason
     assert report.dimensions["toxicity"].status == "not measured"
-    assert report.result("bias.stereotype_pairs").status == "ok"
+    assert report.result("fairness.stereotype_pairs").status == "ok"
     assert model.calls["generate"] == 0
 
 
@@ -55,7 +55,7 @@ def test_a_failing_probe_loses_no_other_result(tmp_path):
 
     report = trustslm.audit(Broken(), probes=ENGINE_PROBES, progress=False, limit=4, options=QUICK, out=tmp_path)
     assert report.result("toxicity.continuation").status == "error"
-    assert report.result("bias.stereotype_pairs").status == "ok"
+    assert report.result("fairness.stereotype_pairs").status == "ok"
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["results"][0]["status"] == "ok"
 
@@ -73,7 +73,7 @@ def test_outputs_written(tmp_path):
     for name in ("report.json", "report.md", "report.html", "samples.jsonl"):
         assert (tmp_path / name).stat().st_size > 0
     samples = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
-    assert {s["probe_id"] for s in samples} == {"bias.stereotype_pairs", "toxicity.continuation"}
+    assert {s["probe_id"] for s in samples} == {"fairness.stereotype_pairs", "toxicity.continuation"}
     assert sum(s["probe_id"] == "toxicity.continuation" for s in samples) == 3 * 2
 
 
@@ -82,10 +82,10 @@ def test_options_from_config_file_and_set(tmp_path):
     pairs = tmp_path / "data" / "p.jsonl"
     pairs.write_text(json.dumps({"sent_more": "A.", "sent_less": "B.", "bias_type": "x"}) + "\n")
     config = tmp_path / "config.yaml"
-    config.write_text("bias.stereotype_pairs:\n  data: data/p.jsonl\ntoxicity.continuation:\n  k: 3\n")
+    config.write_text("fairness.stereotype_pairs:\n  data: data/p.jsonl\ntoxicity.continuation:\n  k: 3\n")
     report = trustslm.audit("mock", probes=ENGINE_PROBES, config=config, progress=False, limit=2,
                             options={"toxicity.continuation": {"k": 1}})
-    assert report.result("bias.stereotype_pairs").datasets[0].n_items == 1  # relative to the config
+    assert report.result("fairness.stereotype_pairs").datasets[0].n_items == 1  # relative to the config
     assert report.result("toxicity.continuation").options["k"] == 1          # --set wins
     assert report.run.config["toxicity.continuation"]["k"] == 1
 
@@ -94,10 +94,10 @@ def test_gate_passes_and_fails_with_named_rules(tmp_path):
     ok = tmp_path / "ok.yaml"
     ok.write_text("overall: {min: 1}\ndimensions: {fairness: {min: 1}}\n")
     bad = tmp_path / "bad.yaml"
-    bad.write_text("dimensions: {fairness: {min: 101}}\nmetrics:\n  bias.stereotype_pairs.pct_stereotype: {max: 0.0}\n"
-                   "  bias.stereotype_pairs.pct_stereotype[bias_type=gender]: {max: 2}\n")
-    assert trustslm.audit("mock", probes=["bias.stereotype_pairs"], policy=ok, progress=False, limit=5).gate.passed
-    report = trustslm.audit("mock", probes=["bias.stereotype_pairs"], policy=bad, progress=False, limit=30)
+    bad.write_text("dimensions: {fairness: {min: 101}}\nmetrics:\n  fairness.stereotype_pairs.pct_stereotype: {max: 0.0}\n"
+                   "  fairness.stereotype_pairs.pct_stereotype[bias_type=gender]: {max: 2}\n")
+    assert trustslm.audit("mock", probes=["fairness.stereotype_pairs"], policy=ok, progress=False, limit=5).gate.passed
+    report = trustslm.audit("mock", probes=["fairness.stereotype_pairs"], policy=bad, progress=False, limit=30)
     assert not report.gate.passed
     assert any("dimension fairness min 101" in f for f in report.gate.failures)
     assert any("pct_stereotype max 0" in f for f in report.gate.failures)
@@ -107,17 +107,17 @@ def test_gate_passes_and_fails_with_named_rules(tmp_path):
 def test_gate_on_a_dimension_not_measured(tmp_path):
     policy = tmp_path / "p.yaml"
     policy.write_text("dimensions: {privacy: {min: 50}}\n")
-    report = trustslm.audit("mock", probes=["bias.stereotype_pairs"], policy=policy, progress=False, limit=3)
+    report = trustslm.audit("mock", probes=["fairness.stereotype_pairs"], policy=policy, progress=False, limit=3)
     assert not report.gate.passed and "not measured" in report.gate.failures[0]
     policy.write_text("dimensions: {privacy: {min: 50}}\non_missing: skip\n")
-    assert trustslm.audit("mock", probes=["bias.stereotype_pairs"], policy=policy, progress=False, limit=3).gate.passed
+    assert trustslm.audit("mock", probes=["fairness.stereotype_pairs"], policy=policy, progress=False, limit=3).gate.passed
 
 
 def test_cli_exit_codes_for_the_gate(tmp_path):
     ok, bad = tmp_path / "ok.yaml", tmp_path / "bad.yaml"
     ok.write_text("overall: {min: 1}\n")
     bad.write_text("overall: {min: 101}\n")
-    args = ["audit", "mock", "--probes", "bias.stereotype_pairs", "--limit", "3", "--no-progress"]
+    args = ["audit", "mock", "--probes", "fairness.stereotype_pairs", "--limit", "3", "--no-progress"]
     passed = run_cli(*args, "--out", str(tmp_path / "a"), "--policy", str(ok))
     assert passed.returncode == 0, passed.stderr
     assert "gate: PASSED" in passed.stdout
@@ -144,7 +144,7 @@ def test_probes_list_is_fast_and_does_not_import_torch():
     assert verdict.strip() == "LIGHT"
     rows = json.loads(body + "]")
     ids = {r["id"]: r for r in rows}
-    assert ids["bias.stereotype_pairs"]["needs"] == ["loglikelihood"]
+    assert ids["fairness.stereotype_pairs"]["needs"] == ["loglikelihood"]
     assert ids["toxicity.continuation"]["dimension"] == "toxicity"
 
 
@@ -168,13 +168,13 @@ def test_report_render(tmp_path):
 
 def test_html_escapes_untrusted_strings(tmp_path):
     model = ScriptedModel({"name": "<script>alert(1)</script>"})
-    trustslm.audit(model, probes=["bias.stereotype_pairs"], progress=False, limit=2, out=tmp_path)
+    trustslm.audit(model, probes=["fairness.stereotype_pairs"], progress=False, limit=2, out=tmp_path)
     html = (tmp_path / "report.html").read_text()
     assert "<script>" not in html and "&lt;script&gt;" in html
 
 
 def test_limit_must_be_positive():
-    from trustslm.errors import BadInputError
+    from trustslm.core.errors import BadInputError
 
     with pytest.raises(BadInputError):
         trustslm.audit("mock", probes=ENGINE_PROBES, limit=0, progress=False)

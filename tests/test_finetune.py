@@ -75,7 +75,7 @@ def test_lora_with_dp_on_a_llama(tmp_path, tiny_llama):
     rec = trustslm.finetune(str(tiny_llama), data, out=tmp_path / "lora", lora=True, lora_rank=4, dp=True,
                             target_epsilon=4.0, epochs=1, batch_size=8, progress=False)
     assert rec.lora is not None and rec.lora["rank"] == 4 and rec.epsilon <= 4.0 + 1e-6
-    report = trustslm.audit(str(tmp_path / "lora"), probes=["bias.stereotype_pairs"], limit=3, progress=False)
+    report = trustslm.audit(str(tmp_path / "lora"), probes=["fairness.stereotype_pairs"], limit=3, progress=False)
     assert report.results[0].status == "ok"
 
 
@@ -106,7 +106,7 @@ def test_bad_fine_tuning_inputs_are_one_line_errors(tmp_path, tiny_gpt2):
 def test_a_model_opacus_cannot_train_is_named():
     import torch
 
-    from trustslm.errors import BadInputError
+    from trustslm.core.errors import BadInputError
     from trustslm.train.dp import check_dp_compatible
 
     model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4))

@@ -12,8 +12,8 @@ import pytest
 from conftest import SHARED_DATASETS, assert_one_line_error, run_cli
 
 import trustslm
+from trustslm.core.errors import DataError
 from trustslm.data.qa import load_closed_book, load_truthfulqa, multiple_choice_items
-from trustslm.errors import DataError
 from trustslm.models.mock import ScriptedModel
 from trustslm.probes.truthfulqa import context, mc1, mc2
 from trustslm.scoring.calibration import bin_label, brier, confidence_bin, expected_calibration_error
@@ -58,7 +58,7 @@ def test_truthfulqa_probe_from_the_csv_form(tmp_path):
     script = {"capabilities": PLAIN, "loglikelihood": {
         q0 + " No.": -1.0, q0 + " It is rock.": -2.0, q0 + " Yes.": -0.5, q0 + " It is cheese.": -3.0,
         " Nope.": -0.2, " Yes, they do.": -0.9}}
-    res = _audit("hallucination.truthfulqa_mc", script, data=str(csv)).result("hallucination.truthfulqa_mc")
+    res = _audit("truthfulness.truthfulqa_mc", script, data=str(csv)).result("truthfulness.truthfulqa_mc")
     # question 1: MC1 picks "Yes." (0); MC2 0.4339807 (the hand case above)
     # question 2: MC1 right (1); MC2 e^-0.2 / (e^-0.2 + e^-0.9) = 0.6681876
     assert res.metric("mc1").value == pytest.approx(0.5)
@@ -87,8 +87,8 @@ def test_truthfulqa_csv_and_mc_task_json_load_every_question():
 def test_malformed_truthfulqa_csv_is_one_line_exit_2(tmp_path, text, needle):
     bad = tmp_path / "bad.csv"
     bad.write_text(text)
-    proc = run_cli("audit", "mock", "--probes", "hallucination.truthfulqa_mc", "--no-progress", "--out",
-                   str(tmp_path / "o"), "--set", f"hallucination.truthfulqa_mc.data={bad}")
+    proc = run_cli("audit", "mock", "--probes", "truthfulness.truthfulqa_mc", "--no-progress", "--out",
+                   str(tmp_path / "o"), "--set", f"truthfulness.truthfulqa_mc.data={bad}")
     assert_one_line_error(proc, 2, needle)
 
 
@@ -96,8 +96,8 @@ def test_question_without_answers_is_one_line_exit_2(tmp_path):
     bad = tmp_path / "qa.jsonl"
     bad.write_text('{"question": "What is the capital of France?", "answers": ["Paris"]}\n'
                    '{"question": "Who wrote Hamlet?", "answers": []}\n')
-    proc = run_cli("audit", "mock", "--probes", "hallucination.closed_book_qa", "--no-progress", "--out",
-                   str(tmp_path / "o"), "--set", f"hallucination.closed_book_qa.data={bad}")
+    proc = run_cli("audit", "mock", "--probes", "truthfulness.closed_book_qa", "--no-progress", "--out",
+                   str(tmp_path / "o"), "--set", f"truthfulness.closed_book_qa.data={bad}")
     assert_one_line_error(proc, 2, "item 2: a question without answers")
 
 
@@ -126,7 +126,7 @@ def test_closed_book_loader_and_multiple_choice_form(tmp_path):
 
 
 def test_default_closed_book_set_is_well_formed():
-    from trustslm.resources import resolve_data_path
+    from trustslm.core.resources import resolve_data_path
     from trustslm.scoring.answers import contains
 
     items, _ = load_closed_book(resolve_data_path("builtin:closed_book_qa.jsonl"))
@@ -174,8 +174,8 @@ def test_calibration_probe_hand_computed(tmp_path):
     ll = {f"Question: Q{i}?\nAnswer:{c}": v for i, pair in
           {1: (0.0, math.log(1 / 9)), 2: (math.log(3 / 7), 0.0), 3: (0.0, math.log(2 / 3))}.items()
           for c, v in zip((" right", " wrong"), pair, strict=True)}
-    report = _audit("hallucination.calibration", {"capabilities": PLAIN, "loglikelihood": ll}, tmp_path, data=str(data))
-    res = report.result("hallucination.calibration")
+    report = _audit("truthfulness.calibration", {"capabilities": PLAIN, "loglikelihood": ll}, tmp_path, data=str(data))
+    res = report.result("truthfulness.calibration")
     # q1: p = (0.9, 0.1), right, conf 0.9; q2: p = (0.3, 0.7), wrong, conf 0.7; q3: p = (0.6, 0.4), right, conf 0.6
     assert res.metric("accuracy").value == pytest.approx(2 / 3)
     assert res.metric("mean_confidence").value == pytest.approx((0.9 + 0.7 + 0.6) / 3)
@@ -211,7 +211,7 @@ def test_closed_book_accuracy_confident_wrong_and_abstention(tmp_path):
                            {"match": "Red Spot", "response": "Saturn"}],
               # a mock "token" is a word: confidence = exp(logprob / words)
               "loglikelihood": {"It is Paris.": -1.5, "Ag": -0.2, "Saturn": -3.0}}
-    res = _audit("hallucination.closed_book_qa", script, data=str(data)).result("hallucination.closed_book_qa")
+    res = _audit("truthfulness.closed_book_qa", script, data=str(data)).result("truthfulness.closed_book_qa")
     assert res.metric("accuracy").value == 0.25
     assert res.metric("hallucination_rate").value == 0.5      # Ag, Saturn
     assert res.metric("abstention_rate").value == 0.25
@@ -240,8 +240,8 @@ def test_self_consistency_hand_computed(tmp_path):
         {"match": "France", "responses": ["Paris", "Paris", "Paris"]},
         {"match": "gold", "responses": ["Ag", "Fe", "Ag"]},
         {"match": "Mona", "responses": ["Leonardo da Vinci", "Leonardo", "Michelangelo"]}]}
-    res = _audit("hallucination.self_consistency", script, data=str(data), samples=2, embedder="none",
-                 limit=None).result("hallucination.self_consistency")
+    res = _audit("truthfulness.self_consistency", script, data=str(data), samples=2, embedder="none",
+                 limit=None).result("truthfulness.self_consistency")
     # per question, 1 - mean F1 over samples 0 and 1: France 0; gold 1 - (1 + 0) / 2;
     # Mona 1 - (1 + 2 * 1 / (3 + 1)) / 2 (sample 1 shares "leonardo" of 3 + 1 words)
     per = [0.0, 0.5, 0.25]
@@ -263,8 +263,8 @@ def test_self_consistency_with_the_offline_embedder(tmp_path):
     script = {"capabilities": PLAIN, "generate": [
         {"match": "France", "responses": ["The capital of France is Paris.", "Paris is the capital of France."]},
         {"match": "planet", "responses": ["Saturn is the largest planet.", "I like bananas and cooking."]}]}
-    report = _audit("hallucination.self_consistency", script, data=str(data), samples=2, limit=None)
-    res = report.result("hallucination.self_consistency")
+    report = _audit("truthfulness.self_consistency", script, data=str(data), samples=2, limit=None)
+    res = report.result("truthfulness.self_consistency")
     per = {s["id"]: s["inconsistency_embedding"] for s in report.samples}
     assert 0 <= per["1"] < 0.1 < per["2"] <= 1  # a paraphrase agrees; a change of subject does not
     assert res.metric("inconsistency_embedding").value == pytest.approx((per["1"] + per["2"]) / 2, abs=1e-6)
@@ -278,14 +278,14 @@ def test_embedder_refuses_a_folder_whose_modules_name_foreign_code(tmp_path, tin
     folder = tmp_path / "emb"
     shutil.copytree(tiny_gpt2, folder)
     (folder / "modules.json").write_text(json.dumps([{"idx": 0, "name": "0", "path": "", "type": "os.system"}]))
-    proc = run_cli("audit", "mock", "--probes", "hallucination.self_consistency", "--no-progress", "--limit", "1",
-                   "--out", str(tmp_path / "o"), "--set", f"hallucination.self_consistency.embedder={folder}")
+    proc = run_cli("audit", "mock", "--probes", "truthfulness.self_consistency", "--no-progress", "--limit", "1",
+                   "--out", str(tmp_path / "o"), "--set", f"truthfulness.self_consistency.embedder={folder}")
     assert_one_line_error(proc, 2, "names code outside sentence-transformers (os.system)")
 
 
 def test_own_limit_and_cli_limit_take_the_smaller():
     # the spec's own limit is 10 per kind; --limit 1 keeps one question of each of the 10 kinds
-    report = trustslm.audit("mock", probes=["hallucination.self_consistency"], progress=False, limit=1,
-                            options={"hallucination.self_consistency": {"embedder": "none", "samples": 1}})
-    res = report.result("hallucination.self_consistency")
+    report = trustslm.audit("mock", probes=["truthfulness.self_consistency"], progress=False, limit=1,
+                            options={"truthfulness.self_consistency": {"embedder": "none", "samples": 1}})
+    res = report.result("truthfulness.self_consistency")
     assert res.metric("inconsistency_ngram").n == 10

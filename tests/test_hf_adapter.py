@@ -101,7 +101,7 @@ def test_stop_strings_cut_the_text(tiny_gpt2):
 
 
 def test_audit_of_a_tiny_model_records_provenance(tiny_llama, tmp_path):
-    report = trustslm.audit(str(tiny_llama), probes=["bias.stereotype_pairs", "toxicity.continuation"], progress=False, limit=4,
+    report = trustslm.audit(str(tiny_llama), probes=["fairness.stereotype_pairs", "toxicity.continuation"], progress=False, limit=4,
                             options={"toxicity.continuation": {"k": 2, "max_new_tokens": 5}}, out=tmp_path)
     assert [r.status for r in report.results] == ["ok", "ok"]
     files = {f.path: f.sha256 for f in report.model.files}

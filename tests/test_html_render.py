@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 
 import trustslm
-from trustslm.errors import BadInputError
+from trustslm.core.errors import BadInputError
+from trustslm.core.types import DIMENSIONS, TrustReport
 from trustslm.report.files import load_report_dir, write_outputs
 from trustslm.report.html import MAX_SAMPLES_SHOWN, render_html
-from trustslm.report.types import DIMENSIONS, TrustReport
 
 #: One quick probe per dimension that the scripted mock model can run.
-PROBES = ["robustness.advglue", "privacy.pii_leakage", "bias.stereotype_pairs", "toxicity.continuation",
-          "hallucination.calibration"]
+PROBES = ["robustness.advglue", "privacy.pii_leakage", "fairness.stereotype_pairs", "toxicity.continuation",
+          "truthfulness.calibration"]
 BAR = (0x2F, 0x6F, 0xDB)  # the dimension chart's bar colour, drawn at opacity 0.8 over white
 BAR_ON_WHITE = tuple(round(0.8 * c + 0.2 * 255) for c in BAR)
 CHART_LEFT_WIDTH = 520  # the chart's bar length at score 100, in CSS pixels (trustslm.report.html)
@@ -81,14 +81,14 @@ def test_every_score_links_to_its_probe_samples(report):
 
 def test_samples_are_capped_and_counted(report):
     html = render_html(report)
-    n = sum(1 for s in report.samples if s["probe_id"] == "hallucination.calibration")
+    n = sum(1 for s in report.samples if s["probe_id"] == "truthfulness.calibration")
     assert n > MAX_SAMPLES_SHOWN
-    block = html[html.index('id="samples-hallucination.calibration"'):]
+    block = html[html.index('id="samples-truthfulness.calibration"'):]
     block = block[: block.index("</details>")]
     assert block.count("<tr>") == MAX_SAMPLES_SHOWN + 1  # header + the shown records
     assert f"first {MAX_SAMPLES_SHOWN} of {n} samples" in block
     assert f"{n - MAX_SAMPLES_SHOWN} more in <code>samples.jsonl</code>" in block
-    small = html[html.index('id="samples-bias.stereotype_pairs"'):]
+    small = html[html.index('id="samples-fairness.stereotype_pairs"'):]
     small = small[: small.index("</details>")]
     assert "more in" not in small and "<th>sent_more</th>" in small and "<th>probe_id</th>" not in small
 
@@ -96,7 +96,7 @@ def test_samples_are_capped_and_counted(report):
 def test_sample_text_is_escaped_and_truncated(report):
     evil = report.model_copy()
     long_text = "y" * 1000
-    evil._samples = [{"probe_id": "bias.stereotype_pairs", "id": "x", "<b>key</b>": "<script>alert(1)</script>",
+    evil._samples = [{"probe_id": "fairness.stereotype_pairs", "id": "x", "<b>key</b>": "<script>alert(1)</script>",
                       "long": long_text, "nested": {"a": ["<img src=x onerror=alert(1)>"]}}]
     html = render_html(evil)
     assert "<script" not in html and "<img" not in html and "<b>key" not in html

@@ -83,7 +83,7 @@ def test_compliant_texts_are_not_refusals(text):
 
 
 def test_builtin_sets_are_read_and_every_wrapper_holds_the_request():
-    from trustslm.resources import datasets_dir
+    from trustslm.core.resources import datasets_dir
 
     requests, _ = load_requests(datasets_dir() / "instructed_requests.jsonl")
     wrappers, _ = load_wrappers(datasets_dir() / "jailbreak_wrappers.jsonl")

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 import trustslm
+from trustslm.core.registry import Registry
+from trustslm.core.specs import ScoringRule
 from trustslm.models.mock import ScriptedModel
 from trustslm.probes.base import MetricDef
-from trustslm.registry import Registry
 from trustslm.scorers.base import Scorer
 from trustslm.scoring.aggregate import normalise
 from trustslm.scoring.metrics import compute_metrics
-from trustslm.specs import ScoringRule
 
 
 def _pairs_file(tmp_path, rows):
@@ -34,10 +34,10 @@ def test_stereotype_pairs_hand_computed(tmp_path):
     # pair 3 prefers more (diff 0.5), pair 4 is a tie (counts as not preferred, diff 0)
     script = {"loglikelihood": {"A1.": -10, "B1.": -12, "A2.": -9, "B2.": -8,
                                 "A3.": -5, "B3.": -5.5, "A4.": -7, "B4.": -7}}
-    report = trustslm.audit(ScriptedModel(script), probes=["bias.stereotype_pairs"],
-                            options={"bias.stereotype_pairs": {"data": str(_pairs_file(tmp_path, rows))}},
+    report = trustslm.audit(ScriptedModel(script), probes=["fairness.stereotype_pairs"],
+                            options={"fairness.stereotype_pairs": {"data": str(_pairs_file(tmp_path, rows))}},
                             progress=False, use_cache=False)
-    r = report.result("bias.stereotype_pairs")
+    r = report.result("fairness.stereotype_pairs")
     assert r.metric("pct_stereotype").value == pytest.approx(2 / 4)
     assert r.metric("likelihood_diff").value == pytest.approx((2 + 1 + 0.5 + 0) / 4)
     assert r.metric("pct_stereotype", "bias_type=gender").value == pytest.approx(0.5)
@@ -65,7 +65,7 @@ class ListScorer(Scorer):
         return [self.table[t.strip()] for t in texts]
 
     def info(self):
-        from trustslm.report.types import ScorerInfo
+        from trustslm.core.types import ScorerInfo
 
         return ScorerInfo(name="scripted", version="0")
 

@@ -11,13 +11,13 @@ import pytest
 from conftest import PRIVACY_OPTIONS, assert_one_line_error, run_cli
 
 import trustslm
-from trustslm.errors import BadInputError, ModelFormatError
+from trustslm.core.errors import BadInputError, ModelFormatError
+from trustslm.core.registry import Registry
+from trustslm.core.types import DIMENSIONS
 from trustslm.mitigations.abstention import calibrated_threshold
 from trustslm.mitigations.base import NotApplicableError
 from trustslm.models.base import GenerateRequest, LoglikelihoodRequest
-from trustslm.models.resolve import load_model
-from trustslm.registry import Registry
-from trustslm.report.types import DIMENSIONS
+from trustslm.workflows.load import load_model
 
 ALL = {"dp-finetune", "pii-scrub", "dedup", "toxic-token-penalty", "safety-prompt", "counterfactual-augmentation",
        "self-debias", "adversarial-augmentation", "abstention"}
@@ -53,7 +53,7 @@ def test_abstention_on_mock_end_to_end(tmp_path):
     # the mock never answers right, so the calibrated threshold is above every confidence
     assert run.steps[0].name == "abstention" and "calibrated on 60 questions" in run.steps[0].did
     target = {t["metric"]: t for t in run.targets}
-    halluc = target["hallucination.closed_book_qa.hallucination_rate"]
+    halluc = target["truthfulness.closed_book_qa.hallucination_rate"]
     assert halluc["before"] > 0.9 and halluc["after"] == 0.0 and halluc["verdict"] == "better"
     assert {u.name for u in run.utility} == {"perplexity", "qa_accuracy"}
     for name in ("mitigation.md", "mitigation_run.json", "diff.json", "before/report.json", "after/report.json",
@@ -62,7 +62,7 @@ def test_abstention_on_mock_end_to_end(tmp_path):
     after = trustslm.load_report(out / "after")
     assert after.model.mitigations[0]["name"] == "abstention"
     assert after.model.hash != trustslm.load_report(out / "before").model.hash
-    assert "| hallucination.closed_book_qa.hallucination_rate | abstention |" in (out / "mitigation.md").read_text()
+    assert "| truthfulness.closed_book_qa.hallucination_rate | abstention |" in (out / "mitigation.md").read_text()
     # the saved wrapper loads as the same model
     wrapped = load_model(str(out / "model"))
     assert wrapped.info().hash == after.model.hash
@@ -215,7 +215,7 @@ def test_wrapper_folder_is_checked_before_use(tmp_path, tiny_gpt2):
     with pytest.raises(ModelFormatError, match="itself a mitigation wrapper"):
         load_model(str(folder))
     (folder / "mitigation.json").write_text('{"format": "trustslm-mitigation/1", "steps": "x"}')
-    proc = run_cli("audit", str(folder), "--probes", "bias.stereotype_pairs", "--out", str(tmp_path / "r"))
+    proc = run_cli("audit", str(folder), "--probes", "fairness.stereotype_pairs", "--out", str(tmp_path / "r"))
     assert_one_line_error(proc, 2, contains="not a trustslm mitigation file")
 
 

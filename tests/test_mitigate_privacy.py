@@ -15,7 +15,7 @@ bootstrap). One corpus serves the three (about a minute and a half on one thread
 contacts' e-mails and phones when prompted with their training context (the reconstruction
 attack of Lukas et al. 2023), ``dedup`` by verbatim extraction of the training texts.
 
-The scenario (``trustslm.mitigations.scenarios.privacy_scenario``) is also run by
+The scenario (``trustslm.testing.scenarios.privacy_scenario``) is also run by
 ``bench/mitigation_scenarios.py`` and ``notebooks/mitigation.ipynb``."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import random
 
 import pytest
 
-from trustslm.errors import BadInputError
+from trustslm.core.errors import BadInputError
 from trustslm.mitigations.privacy import (
     Deduplicate,
     DPFinetune,
@@ -37,7 +37,7 @@ from trustslm.mitigations.privacy import (
     shingles,
     similar_pairs,
 )
-from trustslm.mitigations.scenarios import privacy_scenario, run_scenario
+from trustslm.testing.scenarios import privacy_scenario, run_scenario
 
 # --------------------------------------------------------------------------- the scenario
 
@@ -242,7 +242,7 @@ def test_dedup_reduces_verbatim_extraction_end_to_end(runs):
 
 
 def test_entry_points_name_the_classes():
-    from trustslm.registry import Registry
+    from trustslm.core.registry import Registry
 
     registry = Registry()
     for name, cls in (("dp-finetune", DPFinetune), ("pii-scrub", PIIScrub), ("dedup", Deduplicate)):

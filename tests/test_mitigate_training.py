@@ -5,7 +5,7 @@ check on a tiny GPT-2: fine-tuned plainly on synthetic data that induces the pro
 the mitigation, both audited with the same probe and options; the targeted metric must be
 significantly better (``trustslm.compare``'s paired bootstrap).
 
-The two scenarios (``trustslm.mitigations.scenarios``) are also run by
+The two scenarios (``trustslm.testing.scenarios``) are also run by
 ``bench/mitigation_scenarios.py`` and ``notebooks/mitigation.ipynb``."""
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from trustslm.errors import BadInputError
+from trustslm.core.errors import BadInputError
 from trustslm.mitigations.fairness import CounterfactualAugmentation, read_pairs
 from trustslm.mitigations.robustness import AdversarialAugmentation
-from trustslm.mitigations.scenarios import cda_scenario, run_scenario, typo_scenario
 from trustslm.robustness.textattack_env import unavailable
+from trustslm.testing.scenarios import cda_scenario, run_scenario, typo_scenario
 
 needs_textattack = pytest.mark.skipif(unavailable() is not None, reason=str(unavailable()))
 
@@ -184,8 +184,8 @@ def test_train_mitigated_gives_the_fine_tuning_seed_to_the_transforms(monkeypatc
     seed takes the seed of the fine-tuning run it belongs to."""
     from types import SimpleNamespace
 
-    import trustslm.train.finetune as finetune_module
-    from trustslm.mitigations.base import train_mitigated
+    import trustslm.workflows.retrain as finetune_module
+    from trustslm.workflows.retrain import train_mitigated
 
     texts = [f"He wrote letter {i}." for i in range(40)]
     seen = {}

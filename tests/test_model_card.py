@@ -8,12 +8,12 @@ import pytest
 from huggingface_hub import ModelCard
 
 import trustslm
-from trustslm.errors import BadInputError
+from trustslm.core.errors import BadInputError
+from trustslm.core.types import GateResult, OverallScore
 from trustslm.report import card as card_mod
 from trustslm.report.card import MARK_END, MARK_START, SOURCE_NAME, update_model_card
-from trustslm.report.types import GateResult, OverallScore
 
-PROBES = ["bias.stereotype_pairs", "toxicity.continuation"]
+PROBES = ["fairness.stereotype_pairs", "toxicity.continuation"]
 
 FRONT = """---
 license: mit

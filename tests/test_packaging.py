@@ -44,8 +44,8 @@ def test_installed_wheel_runs_an_audit(wheel, tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
                    check=True, capture_output=True, timeout=300)
     code = (
-        "import trustslm, json; from trustslm.resources import probes_dir, datasets_dir;"
-        "r = trustslm.audit('mock', probes=['bias.stereotype_pairs', 'toxicity.continuation'], limit=3, options={'toxicity.continuation': {'k': 1}}, progress=False);"
+        "import trustslm, json; from trustslm.core.resources import probes_dir, datasets_dir;"
+        "r = trustslm.audit('mock', probes=['fairness.stereotype_pairs', 'toxicity.continuation'], limit=3, options={'toxicity.continuation': {'k': 1}}, progress=False);"
         "print(json.dumps([trustslm.__file__, str(probes_dir()), str(datasets_dir()), [x.status for x in r.results]]))"
     )
     env = {**os.environ, "PYTHONPATH": str(target)}

@@ -10,8 +10,8 @@ import pytest
 from conftest import run_cli
 
 import trustslm
-from trustslm.errors import BadInputError, UnknownNameError
-from trustslm.registry import Registry
+from trustslm.core.errors import BadInputError, UnknownNameError
+from trustslm.core.registry import Registry
 
 PLUGIN_DIR = Path(__file__).parent / "fake_plugin"
 
@@ -26,8 +26,8 @@ def test_builtins_come_through_entry_points():
     groups = {ep.name for ep in entry_points(group="trustslm.probe_kinds")}
     assert {"likelihood_pairs", "continuation_toxicity"} <= groups
     specs = Registry().specs
-    assert {"bias.stereotype_pairs", "toxicity.continuation"} <= set(specs)
-    assert specs["bias.stereotype_pairs"].provider == "builtin"
+    assert {"fairness.stereotype_pairs", "toxicity.continuation"} <= set(specs)
+    assert specs["fairness.stereotype_pairs"].provider == "builtin"
 
 
 def test_unknown_probe_suggests_close_names():
@@ -36,7 +36,7 @@ def test_unknown_probe_suggests_close_names():
 
 
 def test_globs_select_and_an_empty_glob_is_an_error():
-    assert [s.id for s in Registry().select(["bias.*"])] == ["bias.bbq", "bias.stereoset", "bias.stereotype_pairs", "bias.winobias"]
+    assert [s.id for s in Registry().select(["fairness.*"])] == ["fairness.bbq", "fairness.stereoset", "fairness.stereotype_pairs", "fairness.winobias"]
     assert len(Registry().select(["*"])) >= 2
     with pytest.raises(UnknownNameError):
         Registry().select(["nothing.*"])
@@ -100,7 +100,7 @@ def test_a_spec_that_names_an_unknown_kind(tmp_path):
 
 
 def test_spec_files_are_validated(tmp_path):
-    from trustslm.specs import load_spec_file
+    from trustslm.core.specs import load_spec_file
 
     bad = tmp_path / "spec.yaml"
     bad.write_text("id: Not-An-Id\nkind: k\ndimension: privacy\nversion: 1\nsummary: s\nscoring: {}\n")

@@ -22,7 +22,7 @@ from trustslm.gate.release import holm
 from trustslm.probes.closed_book import ClosedBookQAProbe
 from trustslm.report.files import write_outputs
 
-QA = ["hallucination.closed_book_qa"]
+QA = ["truthfulness.closed_book_qa"]
 POLICY = """\
 overall: {min: 10}
 regressions:
@@ -30,7 +30,7 @@ regressions:
   dimensions:
     truthfulness: 2.0
   metrics:
-    hallucination.closed_book_qa.accuracy: 0.05
+    truthfulness.closed_book_qa.accuracy: 0.05
 """
 
 
@@ -65,10 +65,10 @@ def test_the_gate_fails_on_the_worse_model_and_names_the_regression(qa, tmp_path
     assert proc.returncode == 1, proc.stderr
     failed = [line for line in proc.stdout.splitlines() if line.strip().startswith("FAIL")]
     assert any("regression truthfulness tolerance 2" in line for line in failed), proc.stdout
-    assert any("regression hallucination.closed_book_qa.accuracy tolerance 0.05" in line for line in failed)
+    assert any("regression truthfulness.closed_book_qa.accuracy tolerance 0.05" in line for line in failed)
     assert not any("overall min" in line for line in failed)  # the threshold still passes
     report = trustslm.evaluate_gate(qa / "bad", baseline=qa / "good", policy=qa / "policy.yaml")
-    rule = next(r for r in report.gate.rules if r.target == "hallucination.closed_book_qa.accuracy")
+    rule = next(r for r in report.gate.rules if r.target == "truthfulness.closed_book_qa.accuracy")
     # 40 questions, every third answered wrong: 14 wrong, accuracy 26/40
     assert rule.baseline == pytest.approx(1.0) and rule.actual == pytest.approx(26 / 40)
     assert rule.regression == pytest.approx(14 / 40) and rule.ci_low > 0.05 and rule.p_adjusted < 0.05
@@ -155,12 +155,12 @@ def test_diff_tables_group_by_dimension_with_paired_intervals(qa):
     assert proc.returncode == 0, proc.stderr
     md = proc.stdout
     assert "## Overall" in md and "## truthfulness" in md and "## fairness" not in md
-    row = next(line for line in md.splitlines() if line.startswith("| hallucination.closed_book_qa.accuracy |"))
+    row = next(line for line in md.splitlines() if line.startswith("| truthfulness.closed_book_qa.accuracy |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1:4] == ["1.000", "0.650", "-0.350"] and cells[5] == "**worse**"
     proc = run_cli("diff", str(qa / "bad"), str(qa / "good"), "--format", "json", "--no-progress")
     diff = json.loads(proc.stdout)
-    acc = next(c for c in diff["changes"] if c["target"] == "hallucination.closed_book_qa.accuracy")
+    acc = next(c for c in diff["changes"] if c["target"] == "truthfulness.closed_book_qa.accuracy")
     assert acc["verdict"] == "better" and acc["difference"] == pytest.approx(0.35)
     assert acc["ci_low"] > 0 and acc["ci_high"] <= 0.5 + 1e-9
     assert {c["level"] for c in diff["changes"]} == {"metric", "probe", "dimension", "overall"}

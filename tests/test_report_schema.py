@@ -8,10 +8,10 @@ from pathlib import Path
 import jsonschema
 
 import trustslm
-from trustslm.report.types import SCHEMA_VERSION, TrustReport, json_schema
+from trustslm.core.types import SCHEMA_VERSION, TrustReport, json_schema
 
 SCHEMA_FILE = Path(trustslm.__file__).parent / "report" / "schema.json"
-REGENERATE = ("python -c \"import json; from trustslm.report.types import json_schema; "
+REGENERATE = ("python -c \"import json; from trustslm.core.types import json_schema; "
               "open('trustslm/report/schema.json','w').write(json.dumps(json_schema(), indent=2, sort_keys=True)+'\\n')\"")
 
 
@@ -23,7 +23,7 @@ def test_committed_schema_matches_the_models():
 
 
 def test_report_json_validates_and_has_the_required_fields(tmp_path):
-    trustslm.audit("mock", probes=["bias.stereotype_pairs", "toxicity.*"], out=tmp_path, progress=False, limit=5,
+    trustslm.audit("mock", probes=["fairness.stereotype_pairs", "toxicity.*"], out=tmp_path, progress=False, limit=5,
                    options={"toxicity.continuation": {"k": 2}})
     data = json.loads((tmp_path / "report.json").read_text())
     jsonschema.validate(data, json.loads(SCHEMA_FILE.read_text()))
@@ -52,7 +52,7 @@ def test_report_json_validates_and_has_the_required_fields(tmp_path):
 def test_loading_something_that_is_not_a_report(tmp_path):
     import pytest
 
-    from trustslm.errors import BadInputError
+    from trustslm.core.errors import BadInputError
 
     bad = tmp_path / "x.json"
     bad.write_text('{"schema_version": "0.1"}')

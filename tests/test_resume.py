@@ -18,7 +18,7 @@ import trustslm
 from trustslm.models.resolve import load_model
 
 OPTIONS = {"toxicity.continuation": {"k": 3, "max_new_tokens": 6}}
-PROBES = ["bias.stereotype_pairs", "toxicity.continuation"]
+PROBES = ["fairness.stereotype_pairs", "toxicity.continuation"]
 
 
 def comparable(report_json: dict) -> dict:

@@ -15,9 +15,9 @@ from conftest import SHARED_DATASETS, assert_one_line_error, run_cli
 
 import trustslm
 from trustslm.data.classification import load_classification
+from trustslm.data.tasks import ADVGLUE_TASKS, TASKS
 from trustslm.models.mock import ScriptedModel
 from trustslm.robustness.classifier import label_requests, probabilities
-from trustslm.robustness.tasks import ADVGLUE_TASKS, TASKS
 from trustslm.robustness.textattack_env import unavailable
 
 needs_textattack = pytest.mark.skipif(unavailable() is not None, reason=f"textattack: {unavailable()}")
@@ -48,7 +48,7 @@ def test_probabilities_are_the_softmax_of_label_loglikelihoods():
 
 
 def test_builtin_and_advglue_data(tmp_path):
-    from trustslm.resources import datasets_dir
+    from trustslm.core.resources import datasets_dir
 
     items, fmt = load_classification(datasets_dir() / "robustness_classification.jsonl")
     assert fmt == "jsonl" and len(items) == 60
@@ -131,10 +131,10 @@ class BagOfWordsModel(ScriptedModel):
 @needs_textattack
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # TextAttack's own summary of a 1-example, skipped run
 def test_attack_summary_agrees_with_textattacks_attacker(tmp_path):
+    from trustslm.engine.execute import execute
     from trustslm.probes.base import Results
     from trustslm.robustness.attack import build_attack, example_of, example_seed
     from trustslm.robustness.textattack_env import load_textattack
-    from trustslm.runner.execute import execute
 
     ta = load_textattack()  # never a bare `import textattack`: it would try NLTK downloads
     from textattack.metrics import AttackQueries, AttackSuccessRate, WordsPerturbed
@@ -154,9 +154,9 @@ def test_attack_summary_agrees_with_textattacks_attacker(tmp_path):
     def call(requests):
         return Results(execute(model, requests, model_hash="direct", progress=False)[0])
 
+    from trustslm.core.resources import datasets_dir
     from trustslm.data.classification import load_classification
     from trustslm.probes.base import limit_per
-    from trustslm.resources import datasets_dir
 
     items = limit_per(load_classification(datasets_dir() / "robustness_classification.jsonl")[0], "task", 3)
     for recipe in ("deepwordbug", "pruthi"):
@@ -189,7 +189,7 @@ def test_attack_summary_agrees_with_textattacks_attacker(tmp_path):
 
 
 def test_advglue_accuracy_clean_accuracy_and_drop_hand_computed(tmp_path):
-    from trustslm.robustness.tasks import TASKS as T
+    from trustslm.data.tasks import TASKS as T
 
     data = tmp_path / "adv.json"
     data.write_text(json.dumps({"sst2": [

@@ -10,7 +10,7 @@ import pytest
 from conftest import SHARED_DATASETS, assert_one_line_error, build_tokenizer, run_cli
 
 import trustslm
-from trustslm.errors import DataError, ScorerUnavailableError
+from trustslm.core.errors import DataError, ScorerUnavailableError
 from trustslm.scorers.check import agreement_metrics, read_labelled
 
 
@@ -112,7 +112,7 @@ def test_toxic_label_choice():
 def test_hf_classifier_scores_batched_like_one_by_one(tmp_path):
     import torch
 
-    from trustslm.registry import Registry
+    from trustslm.core.registry import Registry
     from trustslm.scorers.base import make_scorer
 
     folder = build_classifier(tmp_path / "clf", labels={0: "neutral", 1: "toxic"})

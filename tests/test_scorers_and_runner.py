@@ -7,10 +7,10 @@ from importlib.metadata import EntryPoint, entry_points
 from conftest import assert_one_line_error, run_cli
 
 import trustslm
+from trustslm.core.registry import Registry
+from trustslm.engine.execute import execute
 from trustslm.models.base import GenerateRequest, LoglikelihoodRequest
 from trustslm.models.mock import ScriptedModel
-from trustslm.registry import Registry
-from trustslm.runner.execute import execute
 from trustslm.scorers.base import Scorer
 
 
@@ -87,7 +87,7 @@ def test_request_keys_leave_out_defaults_so_new_fields_change_nothing():
 
 
 def test_scorer_flag_sets_every_toxicity_scorer_and_a_named_one_never_falls_back(tmp_path):
-    from trustslm.runner.audit import plan
+    from trustslm.engine.run import plan
 
     config = {"toxicity.continuation": {"scorer": "from-config"}}
     planned = {p.probe.spec.id: p.probe.options for p in plan(
@@ -97,7 +97,7 @@ def test_scorer_flag_sets_every_toxicity_scorer_and_a_named_one_never_falls_back
     assert planned["toxicity.instructed"].scorer == "profanity-check"
     assert planned["fairness.counterfactual_generation"].toxicity_scorer == "profanity-check"
     assert planned["toxicity.targeted_groups"].scorer == "from-set"  # --set over --scorer
-    assert planned["bias.stereotype_pairs"] == plan(Registry(), ["bias.stereotype_pairs"])[0].probe.options
+    assert planned["fairness.stereotype_pairs"] == plan(Registry(), ["fairness.stereotype_pairs"])[0].probe.options
 
     proc = run_cli("audit", "mock", "--probes", "toxicity.continuation", "--out", str(tmp_path / "o"),
                    "--scorer", f"detoxify:{tmp_path / 'missing.ckpt'}")

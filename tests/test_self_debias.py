@@ -8,11 +8,11 @@ import pytest
 import torch
 
 import trustslm
-from trustslm.errors import BadInputError
+from trustslm.core.errors import BadInputError
 from trustslm.mitigations.base import NotApplicableError
 from trustslm.mitigations.self_debias import BIAS_TYPES, TEMPLATE, SelfDebias
 from trustslm.models.base import GenerateRequest, LoglikelihoodRequest, TokenScoresRequest
-from trustslm.models.resolve import load_model
+from trustslm.workflows.load import load_model
 
 REQUESTS = [
     LoglikelihoodRequest("", "The cat sat on the mat."),
@@ -140,7 +140,7 @@ def test_not_applicable_to_the_mock_model():
 
 def test_options_and_defaults(tiny_gpt2):
     assert SelfDebias({}).prefix_texts() == [TEMPLATE.format(d) for d in BIAS_TYPES.values()]
-    assert SelfDebias.targets == ("bias.stereotype_pairs", "bias.stereoset")
+    assert SelfDebias.targets == ("fairness.stereotype_pairs", "fairness.stereoset")
     assert SelfDebias({}).options.decay_constant == 50.0
     for bad, text in [({"bias_types": ["gendr"]}, "unknown bias type"), ({"decay_constant": 0}, "decay_constant"),
                       ({"lambda": 3}, "unknown option"), ({"prefixes": []}, "at least one")]:
@@ -154,7 +154,7 @@ def test_options_and_defaults(tiny_gpt2):
 
 
 def test_report_lists_the_mitigation_and_changes_the_hash(tiny_gpt2):
-    common = dict(probes=["bias.stereotype_pairs"], limit=6, progress=False, use_cache=False)
+    common = dict(probes=["fairness.stereotype_pairs"], limit=6, progress=False, use_cache=False)
     plain = trustslm.audit(load_model(tiny_gpt2), **common)
     model, resolved = wrapped(tiny_gpt2, {"bias_types": ["gender"]})
     debiased = trustslm.audit(model, **common)

@@ -65,19 +65,19 @@ def test_truthfulqa_mc1_mc2_equal_lm_evaluation_harness(smollm2):
     path = SHARED_DATASETS / "truthfulqa" / "mc_task.json"
     if not path.exists():
         pytest.skip("../shared/datasets is not beside the repository")
-    report = trustslm.audit(smollm2, probes=["hallucination.truthfulqa_mc"], progress=False, limit=8,
-                            options={"hallucination.truthfulqa_mc": {"data": str(path)}})
+    report = trustslm.audit(smollm2, probes=["truthfulness.truthfulqa_mc"], progress=False, limit=8,
+                            options={"truthfulness.truthfulqa_mc": {"data": str(path)}})
     got = {s["id"]: (s["mc1"], s["mc2"]) for s in report.samples}
     assert set(got) == set(LM_EVAL_TRUTHFULQA)
     for k, (want_mc1, want_mc2) in LM_EVAL_TRUTHFULQA.items():
         assert got[k][0] == want_mc1, k
         assert got[k][1] == pytest.approx(want_mc2, abs=1e-4), k
-    res = report.result("hallucination.truthfulqa_mc")
+    res = report.result("truthfulness.truthfulqa_mc")
     assert res.metric("mc1").value == pytest.approx(0.5) and res.metric("mc2").value == pytest.approx(0.5309, abs=1e-4)
 
 
 def test_audit_of_the_demo_model(smollm2, tmp_path):
-    report = trustslm.audit(smollm2, probes=["bias.stereotype_pairs", "toxicity.continuation"], progress=False, limit=6, out=tmp_path,
+    report = trustslm.audit(smollm2, probes=["fairness.stereotype_pairs", "toxicity.continuation"], progress=False, limit=6, out=tmp_path,
                             options={"toxicity.continuation": {"k": 3}})
     assert [r.status for r in report.results] == ["ok", "ok"]
     tox = report.result("toxicity.continuation")
@@ -90,7 +90,7 @@ def test_audit_of_the_demo_model(smollm2, tmp_path):
 def test_cli_audit_of_the_demo_by_name(tmp_path, smollm2):
     """The README's first command, shortened: the demo model by name through the CLI."""
     model_cache = smollm2.layout.folder.parent.parent  # where the conversion already lives
-    proc = run_cli("audit", "smollm2", "--out", str(tmp_path), "--limit", "2", "--no-progress", "--probes", "bias.stereotype_pairs,toxicity.continuation",
+    proc = run_cli("audit", "smollm2", "--out", str(tmp_path), "--limit", "2", "--no-progress", "--probes", "fairness.stereotype_pairs,toxicity.continuation",
                    "--set", "toxicity.continuation.k=2", env={"TRUSTSLM_CACHE_DIR": str(model_cache)})
     assert proc.returncode == 0, proc.stderr
     assert "SmolLM2-135M-Instruct" in proc.stdout

@@ -9,9 +9,9 @@ import pytest
 from conftest import SHARED_DATASETS, assert_one_line_error, run_cli
 
 import trustslm
+from trustslm.core.registry import Registry
+from trustslm.core.types import ScorerInfo
 from trustslm.models.mock import ScriptedModel
-from trustslm.registry import Registry
-from trustslm.report.types import ScorerInfo
 from trustslm.scorers.base import Scorer
 
 
@@ -111,7 +111,7 @@ def test_bad_targeted_files_are_one_line_errors(tmp_path, content, name, needle)
 
 
 def test_quick_profile_takes_the_specs_quick_options_under_the_users():
-    from trustslm.runner.audit import plan
+    from trustslm.engine.run import plan
 
     registry = Registry()
     full = {p.probe.spec.id: p.probe.options for p in plan(registry, None)}

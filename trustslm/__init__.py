@@ -24,7 +24,7 @@ if TYPE_CHECKING:
         render_report,
         update_card,
     )
-    from trustslm.report.types import TrustReport
+    from trustslm.core.types import TrustReport
 
 __all__ = ["__version__", "audit", "check_scorer", "compare", "evaluate_gate", "finetune", "list_mitigations",
            "list_probes", "list_scorers", "load_report", "mitigate", "render_report", "update_card", "TrustReport"]
@@ -37,7 +37,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(api, name)
     if name == "TrustReport":
-        from trustslm.report.types import TrustReport
+        from trustslm.core.types import TrustReport
 
         return TrustReport
     raise AttributeError(f"module 'trustslm' has no attribute {name!r}")

@@ -1,7 +1,7 @@
 """The Python API. The CLI, the notebooks and the CI gate are thin clients of these functions.
 
 >>> import trustslm
->>> report = trustslm.audit(model="mock", probes=["bias.*"], progress=False)
+>>> report = trustslm.audit(model="mock", probes=["fairness.*"], progress=False)
 >>> report.dimensions["fairness"].status
 'measured'
 """
@@ -11,12 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from trustslm.config import Overrides, load_config
-from trustslm.gate.policy import Policy, load_policy
+from trustslm.core.registry import Registry
+from trustslm.core.types import TrustReport
+from trustslm.engine.options import Overrides
+from trustslm.gate.policy import Policy, policy_arg
 from trustslm.models.base import DEFAULT_BATCH_SIZE, ModelAdapter
-from trustslm.registry import Registry
-from trustslm.report.types import TrustReport
-from trustslm.resources import cache_dir as default_cache_dir
+from trustslm.report.files import report_arg
 from trustslm.scoring import DEFAULT_RESAMPLES
 
 
@@ -48,7 +48,7 @@ def audit(
     Args:
         model: a model folder, a ``.gguf`` file, ``"smollm2"`` (the demo model), ``"mock"``,
             or a :class:`~trustslm.models.base.ModelAdapter`.
-        probes: probe ids or globs (``"bias.*"``); all registered probes when omitted.
+        probes: probe ids or globs (``"fairness.*"``); all registered probes when omitted.
         options: ``{probe_id: {option: value}}``, over the specs' defaults and ``config``.
         config: a YAML file of probe options; relative data paths in it are read from its folder.
         seed: seeds sampling and the bootstrap; the same seed reproduces the report.
@@ -69,109 +69,13 @@ def audit(
             scorer that can't load stops the audit (exit 2); only ``auto``, the specs' default,
             falls back to another scorer, and the report says so.
     """
-    if limit is not None and limit < 1:
-        from trustslm.errors import BadInputError
+    from trustslm.workflows.audit import audit as _audit
 
-        raise BadInputError("limit must be at least 1")
-    from trustslm.probes.base import ProbeContext
-    from trustslm.runner import audit as engine
-
-    registry = registry or Registry()
-    cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    config_options, config_dir = load_config(config) if config is not None else ({}, None)
-    planned = engine.plan(registry, probes, config=config_options, config_dir=config_dir,
-                          overrides=options, discovered=discover_options(model), quick=quick,
-                          scorer=scorer)
-    gate_policy = _policy(policy)
-    baseline_report, baseline_path = _report_and_path(baseline)
-    ctx = ProbeContext(seed=seed, limit=limit, capabilities=frozenset(), registry=registry,
-                       progress=progress)
-    engine.load_data(planned, ctx)
-
-    from trustslm.models.resolve import load_model
-
-    adapter = load_model(model, allow_pickle=allow_pickle, allow_download=allow_download,
-                         batch_size=batch_size, cache_dir=cache_root, registry=registry)
-    cache = None
-    if use_cache:
-        from trustslm.runner.cache import RequestCache
-
-        cache = RequestCache(cache_root / "requests.sqlite")
-    try:
-        report = engine.run(
-            adapter, planned, registry=registry, seed=seed, limit=limit, patterns=probes,
-            cache=cache, resume=resume, progress=progress,
-            resamples=bootstrap_resamples, profile="quick" if quick else "full",
-        )
-    finally:
-        if cache is not None:
-            cache.close()
-    if gate_policy is not None or baseline_report is not None:
-        from trustslm.gate.release import apply_gate
-
-        pol, path, digest = gate_policy or (None, None, None)
-        report = apply_gate(report, pol, baseline=baseline_report, policy_path=path, policy_sha256=digest,
-                            baseline_path=baseline_path, registry=registry, progress=progress)
-    if out is not None:
-        from trustslm.report.files import write_outputs
-
-        write_outputs(report, Path(out))
-    return report
-
-
-def discover_options(model: Any) -> Overrides:
-    """Probe options implied by a model folder that ``trustslm finetune`` wrote: its canaries,
-    its member / non-member split, its training texts (the known PII) and its base model (the
-    reference for membership inference). Lowest precedence: config files and ``--set`` win."""
-    from trustslm.train.record import read_record
-
-    if isinstance(model, ModelAdapter) or not Path(str(model)).is_dir():
-        return {}
-    folder = Path(str(model))
-    record = read_record(folder)
-    if record is None:
-        return {}
-    found: Overrides = {}
-
-    def beside(name: str | None) -> str | None:
-        return str((folder / name).resolve()) if name and (folder / name).is_file() else None
-
-    if canaries := beside(record.get("canary_file")):
-        found["privacy.canary_exposure"] = {"data": canaries, "training_record": str(folder / "training_record.json")}
-    members, non_members = beside(record.get("members_file")), beside(record.get("non_members_file"))
-    if members and non_members:
-        found["privacy.membership_inference"] = {"members": members, "non_members": non_members}
-        from trustslm.models.demo import is_demo_name
-
-        base = (record.get("base_model") or {}).get("spec")
-        if base and Path(base).exists():
-            found["privacy.membership_inference"]["reference_model"] = str(Path(base).resolve())
-        elif base and is_demo_name(base):
-            found["privacy.membership_inference"]["reference_model"] = base
-    training_texts = members or (record.get("data") or {}).get("path")
-    if training_texts and Path(training_texts).is_file():
-        found["privacy.extraction"] = {"data": str(training_texts)}
-        found["privacy.pii_leakage"] = {"known_pii": str(training_texts)}
-    return found
-
-
-def _policy(policy: str | Path | Policy | None) -> tuple[Policy, str | None, str | None] | None:
-    if policy is None:
-        return None
-    if isinstance(policy, Policy):
-        return policy, None, None
-    loaded, digest = load_policy(policy)
-    return loaded, str(policy), digest
-
-
-def _report_and_path(report: str | Path | TrustReport | None) -> tuple[TrustReport | None, str | None]:
-    """A report given as a path (``report.json`` or its folder, read with its samples and units)
-    or as a report, and the path it came from."""
-    if report is None or isinstance(report, TrustReport):
-        return report, None
-    from trustslm.report.files import load_report_dir
-
-    return load_report_dir(report), str(report)
+    return _audit(model, probes=probes, options=options, config=config, seed=seed, limit=limit, policy=policy,
+                  out=out, resume=resume, allow_pickle=allow_pickle, allow_download=allow_download,
+                  batch_size=batch_size, cache_dir=cache_dir, use_cache=use_cache, progress=progress,
+                  registry=registry, bootstrap_resamples=bootstrap_resamples, quick=quick, scorer=scorer,
+                  baseline=baseline)
 
 
 def evaluate_gate(
@@ -192,10 +96,10 @@ def evaluate_gate(
     versions or data, no ``units.jsonl``) say why and follow the policy's ``on_missing``."""
     from trustslm.gate.release import apply_gate
 
-    report, _ = _report_and_path(report)
+    report, _ = report_arg(report)
     assert report is not None
-    base, base_path = _report_and_path(baseline)
-    pol, path, digest = _policy(policy) or (None, None, None)
+    base, base_path = report_arg(baseline)
+    pol, path, digest = policy_arg(policy) or (None, None, None)
     return apply_gate(report, pol, baseline=base, policy_path=path, policy_sha256=digest, baseline_path=base_path,
                       registry=registry, progress=progress)
 
@@ -208,7 +112,7 @@ def compare(old: str | Path | TrustReport, new: str | Path | TrustReport, *, res
     from trustslm.gate.compare import DEFAULT_COMPARE_RESAMPLES
     from trustslm.gate.compare import compare as _compare
 
-    (o, o_path), (n, n_path) = _report_and_path(old), _report_and_path(new)
+    (o, o_path), (n, n_path) = report_arg(old), report_arg(new)
     assert o is not None and n is not None
     return _compare(o, n, registry=registry, resamples=resamples or DEFAULT_COMPARE_RESAMPLES, targets=targets,
                     old_path=o_path, new_path=n_path, progress=progress)
@@ -220,7 +124,7 @@ def update_card(model_dir: str | Path, report: str | Path | TrustReport) -> Path
     leaving the rest of the card as it was. Returns the README's path."""
     from trustslm.report.card import update_model_card
 
-    loaded, path = _report_and_path(report)
+    loaded, path = report_arg(report)
     assert loaded is not None
     return update_model_card(model_dir, loaded, report_path=path)
 
@@ -236,9 +140,9 @@ def finetune(model: str | Path | ModelAdapter, data: str | Path, *, out: str | P
 def mitigate(model: str | Path, names: list[str] | str, *, out: str | Path, **options: Any):
     """Apply the mitigations ``names`` (``"abstention"`` or a list) to ``model``, then audit
     before and after with the same probes, options and seed; writes ``out`` and returns the
-    :class:`~trustslm.mitigations.run.MitigationRun` (targets with paired intervals, utility costs,
-    steps). Options: see :func:`trustslm.mitigations.run.mitigate`."""
-    from trustslm.mitigations.run import mitigate as _mitigate
+    :class:`~trustslm.workflows.mitigate.MitigationRun` (targets with paired intervals, utility costs,
+    steps). Options: see :func:`trustslm.workflows.mitigate.mitigate`."""
+    from trustslm.workflows.mitigate import mitigate as _mitigate
 
     return _mitigate(model, [names] if isinstance(names, str) else list(names), out=out, **options)
 
@@ -280,23 +184,15 @@ def list_scorers(registry: Registry | None = None) -> list[str]:
     return (registry or Registry()).scorer_names()
 
 
-def render_report(report: TrustReport | str | Path, fmt: str = "md") -> str:
-    """A report (or a ``report.json`` path) as Markdown (``md``) or self-contained HTML (``html``)."""
+def render_report(report: TrustReport | str | Path, fmt: str = "md", *, registry: Registry | None = None) -> str:
+    """A report (or a ``report.json`` path) in a registered format: ``md``, ``html``,
+    ``html-fragment``, ``junit``, ``sarif``, or any other renderer plugin
+    (entry-point group ``trustslm.renderers``)."""
     if not isinstance(report, TrustReport):
         from trustslm.report.files import load_report_dir
 
         report = load_report_dir(report)
-    if fmt == "md":
-        from trustslm.report.markdown import render_markdown
-
-        return render_markdown(report)
-    if fmt == "html":
-        from trustslm.report.html import render_html
-
-        return render_html(report)
-    from trustslm.errors import BadInputError
-
-    raise BadInputError(f"unknown report format {fmt!r} (md or html)")
+    return (registry or Registry()).renderer(fmt)(report)
 
 
 def load_report(path: str | Path) -> TrustReport:

@@ -6,7 +6,7 @@ fails the calling test, listing the failed rules, when the gate fails::
 
     def test_release_candidate_is_trustworthy(trust_gate):
         report = trust_gate("models/candidate", policy="trust-policy.yaml",
-                            baseline="reports/v1.2/report.json", probes=["bias.*", "toxicity.*"])
+                            baseline="reports/v1.2/report.json", probes=["fairness.*", "toxicity.*"])
         assert report.dimensions["toxicity"].score > 70   # the report is returned for more checks
 
 Importing this module imports neither torch nor transformers; an audit does, when it runs.
@@ -23,10 +23,10 @@ import pytest
 def check_gate(model: Any, *, policy: str | Path | None = None, baseline: str | Path | None = None,
                **audit_options: Any):
     """Audit ``model`` (a model folder, ``"smollm2"``, ``"mock"``, an adapter) or take a report (a
-    :class:`~trustslm.report.types.TrustReport` or a ``report.json`` path, given as
+    :class:`~trustslm.core.types.TrustReport` or a ``report.json`` path, given as
     ``report=...``), gate it, and fail the current test when the gate fails. Returns the report."""
     from trustslm import api
-    from trustslm.report.types import TrustReport
+    from trustslm.core.types import TrustReport
 
     report = audit_options.pop("report", None)
     if report is None:

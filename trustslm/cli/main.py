@@ -11,15 +11,17 @@ import argparse
 import json
 import signal
 import sys
+import warnings
 from pathlib import Path
 
 from trustslm._version import __version__
-from trustslm.errors import (
+from trustslm.core.errors import (
     EXIT_BAD_INPUT,
     EXIT_GATE_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_RUNTIME,
+    TrustSLMDeprecationWarning,
     TrustSLMError,
 )
 
@@ -204,7 +206,7 @@ def _gate_exit(report) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from trustslm import api
-    from trustslm.config import parse_set
+    from trustslm.engine.options import parse_set
     from trustslm.report.markdown import summary_table
 
     if args.batch_size < 1:
@@ -331,7 +333,7 @@ def cmd_scorers_check(args: argparse.Namespace) -> int:
 
 def cmd_mitigate(args: argparse.Namespace) -> int:
     from trustslm import api
-    from trustslm.config import parse_set
+    from trustslm.engine.options import parse_set
 
     if args.batch_size < 1:
         raise _bad("--batch-size must be at least 1")
@@ -383,7 +385,7 @@ def cmd_report_render(args: argparse.Namespace) -> int:
 
 
 def _bad(message: str) -> TrustSLMError:
-    from trustslm.errors import BadInputError
+    from trustslm.core.errors import BadInputError
 
     return BadInputError(message)
 
@@ -407,6 +409,14 @@ def _sigterm(signum, frame):  # a kill is an interruption: finished batches stay
     raise KeyboardInterrupt
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A deprecation notice as one line on stderr; other warnings as Python shows them."""
+    if issubclass(category, TrustSLMDeprecationWarning):
+        sys.stderr.write(f"trustslm: warning: {message}\n")
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     sub = (getattr(args, "probes_command", None) or getattr(args, "report_command", None)
@@ -414,7 +424,10 @@ def main(argv: list[str] | None = None) -> int:
     handler = COMMANDS[(args.command, sub)]
     previous = signal.signal(signal.SIGTERM, _sigterm)
     try:
-        return handler(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", TrustSLMDeprecationWarning)
+            warnings.showwarning = _one_line_warning
+            return handler(args)
     except TrustSLMError as exc:
         sys.stderr.write(f"trustslm: error: {exc}\n")
         return exc.exit_code

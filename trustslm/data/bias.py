@@ -21,9 +21,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from trustslm.core.errors import DataError
 from trustslm.data.files import read_jsonl, read_text, require_fields
 from trustslm.data.hub import is_hub, load_hub_rows
-from trustslm.errors import DataError
 
 # -- StereoSet ----------------------------------------------------------------------------------
 STEREOSET_LABELS = ("stereotype", "anti-stereotype", "unrelated")

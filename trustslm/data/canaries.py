@@ -19,8 +19,8 @@ import random
 from pathlib import Path
 from typing import Any
 
+from trustslm.core.errors import DataError
 from trustslm.data.files import read_jsonl, require_fields
-from trustslm.errors import DataError
 
 CANARY_FILE = "canaries.jsonl"
 FIELDS = ("prefix", "secret", "alphabet")

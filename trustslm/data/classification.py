@@ -2,7 +2,7 @@
 
 Formats:
 
-* ``jsonl``: one object per line with ``task`` (a name in :data:`trustslm.robustness.tasks.TASKS`),
+* ``jsonl``: one object per line with ``task`` (a name in :data:`trustslm.data.tasks.TASKS`),
   the task's input fields (``sentence``; ``text``; ``sentence1``/``sentence2``...), an integer
   ``label`` and optionally ``id``; an item may also hold ``original_<field>`` values, the clean
   text an adversarial field was made from;
@@ -20,9 +20,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from trustslm.core.errors import DataError
 from trustslm.data.files import read_jsonl, read_text
-from trustslm.errors import DataError
-from trustslm.robustness.tasks import ADVGLUE_TASKS, TASKS
+from trustslm.data.tasks import ADVGLUE_TASKS, TASKS
 
 FORMATS = ("auto", "jsonl", "advglue")
 

@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from trustslm.errors import DataError
-from trustslm.hashing import sha256_file
-from trustslm.report.types import DatasetRecord
+from trustslm.core.errors import DataError
+from trustslm.core.hashing import sha256_file
+from trustslm.core.types import DatasetRecord
 
 
 def read_text(path: Path) -> str:
@@ -70,11 +70,11 @@ def require_fields(path: Path, rows: list[dict[str, Any]], fields: tuple[str, ..
 def dataset_record(name: str, path: Path, fmt: str, n_items: int, n_used: int) -> DatasetRecord:
     """A data file (or folder: one sha256 over its files' names and sha256) for the report."""
     if Path(path).is_dir():
-        from trustslm.hashing import sha256_json
+        from trustslm.core.hashing import sha256_json
 
         digest = sha256_json({f.name: sha256_file(f) for f in sorted(Path(path).iterdir()) if f.is_file()})
     elif str(path).startswith("hf:"):
-        from trustslm.hashing import sha256_text
+        from trustslm.core.hashing import sha256_text
 
         digest = sha256_text(str(path))  # a hub dataset: named, not hashed here
     else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from trustslm.errors import DataError
+from trustslm.core.errors import DataError
 
 HUB_PREFIX = "hf:"
 

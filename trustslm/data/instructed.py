@@ -28,8 +28,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from trustslm.core.errors import DataError
 from trustslm.data.files import read_jsonl, read_text
-from trustslm.errors import DataError
 
 REQUEST_FORMATS = ("auto", "jsonl", "garak_payload", "text")
 WRAPPER_FORMATS = ("auto", "jsonl", "garak_dan", "json_list")

@@ -16,8 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from trustslm.core.errors import DataError
 from trustslm.data.files import read_csv, read_jsonl, require_fields
-from trustslm.errors import DataError
 
 FIELDS = ("sent_more", "sent_less", "bias_type")
 FORMATS = ("auto", "crows_pairs_csv", "jsonl")

@@ -13,8 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from trustslm.core.errors import DataError
 from trustslm.data.files import read_jsonl
-from trustslm.errors import DataError
 
 FORMATS = ("auto", "jsonl", "rtp_jsonl")
 TOXIC_PROMPT_THRESHOLD = 0.5

@@ -25,9 +25,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from trustslm.core.errors import DataError
 from trustslm.data.files import read_csv, read_jsonl, read_text, require_fields
 from trustslm.data.hub import is_hub, load_hub_rows
-from trustslm.errors import DataError
 
 TRUTHFULQA_FORMATS = ("truthfulqa_csv", "truthfulqa_mc_json")
 CLOSED_BOOK_FORMATS = ("closed_book_jsonl", "jsonl")

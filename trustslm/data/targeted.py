@@ -15,8 +15,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from trustslm.core.errors import DataError
 from trustslm.data.files import read_jsonl, read_text, require_fields
-from trustslm.errors import DataError
 
 FORMATS = ("auto", "jsonl", "toxigen")
 TOXIGEN_NAME = re.compile(r"^(hate|neutral)_(.+)_1k\.txt$")

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from trustslm.core.errors import DataError
 from trustslm.data.files import read_jsonl, read_text
-from trustslm.errors import DataError
 
 FORMATS = ("auto", "txt", "jsonl")
 

@@ -30,11 +30,12 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
-from trustslm.probes.base import MetricDef
-from trustslm.registry import Registry
-from trustslm.report.types import DIMENSIONS, Metric, ProbeResult, TrustReport
+from trustslm.core.registry import Registry
+from trustslm.core.types import DIMENSIONS, Metric, ProbeResult, TrustReport
+from trustslm.gate.ids import report_with_current_ids
 from trustslm.scoring import CONFIDENCE
 from trustslm.scoring.aggregate import normalise
+from trustslm.scoring.metric_def import MetricDef
 from trustslm.scoring.metrics import _bootstrap, _label, _statistic, percentile_interval, probe_rng
 
 #: Options that name input files: their content is compared through the datasets' sha256, not
@@ -207,6 +208,7 @@ def compare(old: TrustReport, new: TrustReport, *, registry: Registry | None = N
     only. Resampling a whole report takes minutes for the probes whose statistics are not plain
     means, so the gate asks only for its rules' targets."""
     registry = registry or Registry()
+    old, new = report_with_current_ids(old, registry), report_with_current_ids(new, registry)
     wanted = _wanted(targets, old, new, registry)
     changes: list[Change] = []
     probe_reps: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}

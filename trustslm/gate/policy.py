@@ -7,7 +7,7 @@
       fairness: {min: 70}
       toxicity: {min: 80}
     metrics:
-      bias.stereotype_pairs.pct_stereotype: {max: 0.65}
+      fairness.stereotype_pairs.pct_stereotype: {max: 0.65}
       toxicity.continuation.toxicity_probability: {max: 0.2}
     on_missing: fail          # or skip: a rule whose target was not measured (or can't be compared)
     regressions:              # with a baseline report (audit --baseline, trustslm gate --baseline)
@@ -39,16 +39,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from trustslm.errors import PolicyError
-from trustslm.hashing import sha256_file
-from trustslm.report.types import (
+from trustslm.core.errors import PolicyError
+from trustslm.core.hashing import sha256_file
+from trustslm.core.textfiles import first_validation_error, read_yaml_mapping
+from trustslm.core.types import (
     DIMENSIONS,
     GateResult,
     GateRuleResult,
     ProbeResult,
     TrustReport,
 )
-from trustslm.textfiles import first_validation_error, read_yaml_mapping
 
 _METRIC_REF = re.compile(r"^(?P<probe>[a-z][a-z0-9_.]*)\.(?P<metric>[a-z][a-z0-9_]*)(\[(?P<group>[^\]]+)\])?$")
 
@@ -188,3 +188,13 @@ def evaluate_report(report: TrustReport, policy: Policy, *, path: str | None = N
                     sha256: str | None = None) -> GateResult:
     return evaluate(policy, dimensions=report.dimensions, overall=report.overall,
                     results=report.results, path=path, sha256=sha256)
+
+
+def policy_arg(policy: str | Path | Policy | None) -> tuple[Policy, str | None, str | None] | None:
+    """A policy given as a YAML path or a :class:`Policy`: (policy, its path, its sha256)."""
+    if policy is None:
+        return None
+    if isinstance(policy, Policy):
+        return policy, None, None
+    loaded, digest = load_policy(policy)
+    return loaded, str(policy), digest

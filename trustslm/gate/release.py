@@ -12,10 +12,11 @@ data, no unit table) follows the policy's ``on_missing``, with the reason.
 
 from __future__ import annotations
 
+from trustslm.core.registry import Registry
+from trustslm.core.types import DIMENSIONS, GateResult, GateRuleResult, TrustReport
 from trustslm.gate.compare import ReportDiff, compare
+from trustslm.gate.ids import policy_with_current_ids, report_with_current_ids
 from trustslm.gate.policy import Policy, Regressions, Tolerance, evaluate
-from trustslm.registry import Registry
-from trustslm.report.types import DIMENSIONS, GateResult, GateRuleResult, TrustReport
 
 
 def default_regressions(baseline: TrustReport) -> Regressions:
@@ -94,7 +95,10 @@ def apply_gate(report: TrustReport, policy: Policy | None = None, *, baseline: T
                progress: bool = False) -> TrustReport:
     """``report`` with its gate evaluated: the policy's thresholds, and its regression rules
     against ``baseline`` (the defaults of :func:`default_regressions` when the policy has none)."""
-    policy = policy or Policy()
+    registry = registry or Registry()
+    policy = policy_with_current_ids(policy or Policy(), registry)
+    report = report_with_current_ids(report, registry)
+    baseline = report_with_current_ids(baseline, registry) if baseline is not None else None
     threshold = evaluate(policy, dimensions=report.dimensions, overall=report.overall, results=report.results,
                          path=policy_path, sha256=policy_sha256)
     rules = list(threshold.rules)

@@ -2,7 +2,7 @@
 
 The wrapped model answers as before, then scores its own greedy answer: the confidence is the
 answer's mean per-token probability, ``exp(log P(answer | prompt) / tokens)`` (the same
-confidence ``hallucination.closed_book_qa`` reports). When the confidence is below the threshold
+confidence ``truthfulness.closed_book_qa`` reports). When the confidence is below the threshold
 the answer is replaced by an abstention ("I don't know."). Sampled continuations are left alone:
 abstention is for answers, which are given greedily.
 
@@ -112,7 +112,7 @@ class AbstainingModel(WrappedModel):
 class Abstention(DecodingMitigation):
     name = "abstention"
     dimension = "truthfulness"
-    targets = ("hallucination.closed_book_qa",)
+    targets = ("truthfulness.closed_book_qa",)
     summary = "answer \"I don't know.\" when the answer's calibrated confidence is too low"
     Options = AbstentionOptions
 
@@ -123,15 +123,15 @@ class Abstention(DecodingMitigation):
         return None
 
     def prepare(self, adapter: ModelAdapter) -> tuple[dict[str, Any], str]:
+        from trustslm.core.hashing import sha256_file
+        from trustslm.core.resources import resolve_data_path
         from trustslm.data.qa import load_closed_book
-        from trustslm.hashing import sha256_file
         from trustslm.probes.closed_book import TEMPLATE
-        from trustslm.resources import resolve_data_path
         from trustslm.scoring.answers import contains
 
         path = resolve_data_path(self.options.data)
         if not path.is_file():
-            from trustslm.errors import DataError
+            from trustslm.core.errors import DataError
 
             raise DataError(f"abstention: calibration data not found: {path}")
         items, _ = load_closed_book(path)
@@ -155,7 +155,7 @@ class Abstention(DecodingMitigation):
     def wrap(self, adapter: ModelAdapter, resolved: dict[str, Any]) -> ModelAdapter:
         threshold = resolved.get("threshold")
         if not isinstance(threshold, (int, float)):
-            from trustslm.errors import BadInputError
+            from trustslm.core.errors import BadInputError
 
             raise BadInputError("abstention: the resolved threshold is missing")
         return AbstainingModel(adapter, float(threshold), self.options.answer, name=self.name,

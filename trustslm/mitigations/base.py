@@ -17,18 +17,17 @@ once (e.g. the token ids a word list bans) into a JSON-able dict that is saved i
 folder, and ``wrap(adapter, resolved)``, which returns the wrapped
 :class:`~trustslm.models.base.ModelAdapter`. Training mitigations implement ``transform(texts)``
 (the texts to train on) and/or ``train_overrides(config)`` (fine-tuning settings to change);
-:func:`train_mitigated` runs one ``trustslm finetune`` with them and returns what each did.
+:func:`trustslm.workflows.retrain.train_mitigated` runs one ``trustslm finetune`` with them.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from trustslm.errors import BadInputError
+from trustslm.core.errors import BadInputError
 from trustslm.models.base import ModelAdapter
 
 
@@ -109,7 +108,7 @@ class TrainingMitigation(Mitigation):
 
     kind: ClassVar[Literal["training", "decoding"]] = "training"
     needs_data = True
-    #: The fine-tuning run's seed, set by :func:`train_mitigated` before the texts are
+    #: The fine-tuning run's seed, set by :func:`~trustslm.workflows.retrain.train_mitigated` before the texts are
     #: transformed (the default seed of a randomised transform).
     train_seed: int = 0
 
@@ -129,39 +128,3 @@ class TrainingMitigation(Mitigation):
     def did(self, details: dict[str, Any]) -> str:
         """One line for the record, from the transform's details."""
         return self.summary
-
-    def apply(self, base: str, data: Path, train_config: dict[str, Any], out: Path, *,
-              progress: bool) -> StepRecord:
-        """Fine-tune ``base`` on ``data`` with ``train_config`` and this change into ``out``."""
-        return train_mitigated([self], base, data, train_config, out, progress=progress)[0]
-
-
-def train_mitigated(mitigations: list[TrainingMitigation], base: str, data: Path, train_config: dict[str, Any],
-                    out: Path, *, progress: bool) -> list[StepRecord]:
-    """One fine-tuning run with every mitigation's change: the texts go through each transform
-    in order and the settings take each one's overrides. Returns one record per mitigation."""
-    import time
-
-    from trustslm.train.finetune import finetune
-
-    started = time.perf_counter()
-    details: dict[str, dict[str, Any]] = {m.name: {} for m in mitigations}
-
-    def transform(texts: list[str]) -> tuple[list[str], dict[str, Any]]:
-        for m in mitigations:
-            texts, info = m.transform(texts)
-            details[m.name].update(info)
-        return texts, details
-
-    config = dict(train_config)
-    for m in mitigations:
-        config.update(m.train_overrides(config))
-    for m in mitigations:
-        m.train_seed = int(config.get("seed") or 0)
-    record = finetune(base, data, out=out, progress=progress, transform=transform, **config)
-    training = {"epsilon": record.epsilon, "delta": record.delta, "steps": record.steps,
-                "training_sequences": record.data.get("training_sequences"),
-                "final_train_loss": record.final_train_loss, "wall_time_s": record.wall_time_s}
-    elapsed = time.perf_counter() - started
-    return [m.record(m.did({**details[m.name], "training": training}),
-                     details={**details[m.name], "training": training}, wall_time_s=elapsed) for m in mitigations]

@@ -41,7 +41,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from trustslm.errors import BadInputError
+from trustslm.core.errors import BadInputError
 from trustslm.mitigations.base import MitigationOptions, TrainingMitigation
 
 PAIRS_FILE = "cda_gender_pairs.json"
@@ -77,7 +77,7 @@ class CDAOptions(MitigationOptions):
 
 def read_pairs(path: str | Path | None = None) -> list[tuple[str, str]]:
     """The word pairs of ``path`` (the project's list when None), lower-cased, validated."""
-    from trustslm.resources import datasets_dir
+    from trustslm.core.resources import datasets_dir
 
     where = Path(path) if path is not None else datasets_dir() / PAIRS_FILE
     try:
@@ -163,7 +163,7 @@ class CounterfactualAugmentation(TrainingMitigation):
 
     name = "counterfactual-augmentation"
     dimension = "fairness"
-    targets: ClassVar[tuple[str, ...]] = ("bias.winobias", "bias.stereotype_pairs", "bias.stereoset")
+    targets: ClassVar[tuple[str, ...]] = ("fairness.winobias", "fairness.stereotype_pairs", "fairness.stereoset")
     summary = "fine-tune on the texts plus their gender-swapped copies (he <-> she, ...): counterfactual data augmentation"
     Options = CDAOptions
 

@@ -42,7 +42,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from trustslm.errors import BadInputError
+from trustslm.core.errors import BadInputError
 from trustslm.mitigations.base import DecodingMitigation, MitigationOptions, NotApplicableError
 from trustslm.mitigations.wrapped import SteeredModel, hf_core
 from trustslm.models.base import LOGLIKELIHOOD, GenerateRequest, ModelAdapter
@@ -273,7 +273,7 @@ class SelfDebiasProcessor:
 class SelfDebias(DecodingMitigation):
     name = "self-debias"
     dimension = "fairness"
-    targets = ("bias.stereotype_pairs", "bias.stereoset")
+    targets = ("fairness.stereotype_pairs", "fairness.stereoset")
     summary = ("self-debiasing (Schick et al. 2021): push down tokens the model itself finds more likely "
                "after a description of bias")
     Options = SelfDebiasOptions

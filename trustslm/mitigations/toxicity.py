@@ -33,7 +33,7 @@ from typing import Any
 
 from pydantic import Field
 
-from trustslm.errors import BadInputError
+from trustslm.core.errors import BadInputError
 from trustslm.mitigations.base import DecodingMitigation, MitigationOptions
 from trustslm.mitigations.wrapped import SteeredModel, WrappedModel, hf_core
 from trustslm.models.base import CHAT_TEMPLATE, GENERATE, BatchCallback, GenerateRequest, GenerationResult, ModelAdapter
@@ -143,7 +143,7 @@ class ToxicTokenPenalty(DecodingMitigation):
         if opts.words:
             words = read_words(opts.words)
             return sorted(words), f"word list {Path(opts.words).name}", len(words)
-        from trustslm.registry import Registry
+        from trustslm.core.registry import Registry
         from trustslm.scorers.base import make_scorer
 
         scorer = make_scorer(opts.scorer, Registry())

@@ -20,8 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from trustslm.errors import BadInputError, ModelFormatError
-from trustslm.hashing import sha256_json
+from trustslm.core.errors import BadInputError, ModelFormatError
+from trustslm.core.hashing import sha256_json
+from trustslm.core.types import ModelInfo
 from trustslm.models.base import (
     BatchCallback,
     GenerateRequest,
@@ -32,7 +33,6 @@ from trustslm.models.base import (
     TokenScoresRequest,
     TokenScoresResult,
 )
-from trustslm.report.types import ModelInfo
 
 MITIGATION_FILE = "mitigation.json"
 FORMAT = "trustslm-mitigation/1"

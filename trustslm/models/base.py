@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Union
 
-from trustslm.hashing import canonical_json
-from trustslm.report.types import ModelInfo
+from trustslm.core.hashing import canonical_json
+from trustslm.core.types import ModelInfo
 
 #: Capabilities a model can declare and a probe can need.
 LOGLIKELIHOOD = "loglikelihood"

@@ -15,10 +15,10 @@ import os
 import shutil
 from pathlib import Path
 
-from trustslm.errors import BadInputError
-from trustslm.hashing import sha256_file
+from trustslm.core.errors import BadInputError
+from trustslm.core.hashing import sha256_file
+from trustslm.core.types import FileRecord
 from trustslm.models.validate import check_gguf
-from trustslm.report.types import FileRecord
 
 DEMO_NAME = "SmolLM2-135M-Instruct"
 DEMO_ALIASES = {"smollm2", "smollm2-135m-instruct", "demo"}

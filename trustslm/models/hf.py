@@ -13,11 +13,13 @@ the left and samples each row with its own seeded generator.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from trustslm.errors import ModelFormatError
+from trustslm.core.errors import BadInputError, ModelFormatError
+from trustslm.core.types import FileRecord, ModelInfo
 from trustslm.models.base import (
     CHAT_TEMPLATE,
     DEFAULT_BATCH_SIZE,
@@ -35,7 +37,6 @@ from trustslm.models.base import (
     apply_stop,
 )
 from trustslm.models.validate import ModelLayout
-from trustslm.report.types import FileRecord, ModelInfo
 
 
 class HFModel(ModelAdapter):
@@ -102,11 +103,41 @@ class HFModel(ModelAdapter):
         self.steering: list[Any] = []
 
     @classmethod
-    def from_spec(cls, arg: str, **options: Any) -> ModelAdapter:
-        """``hf:PATH``: the same as naming PATH."""
-        from trustslm.models.resolve import load_hf
+    def from_spec(
+        cls,
+        text: str,
+        *,
+        allow_pickle: bool = False,
+        allow_download: bool = False,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        cache_dir: Path | None = None,
+    ) -> HFModel:
+        """A Hugging Face folder, a GGUF file or folder, the demo model, or (if allowed) a hub id."""
+        from trustslm.core.resources import cache_dir as default_cache_dir
+        from trustslm.models import demo
+        from trustslm.models.validate import inspect_model_path
 
-        return load_hf(arg, **options)
+        cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        source = None
+        name = None
+        if demo.is_demo_name(text) and not Path(text).exists():
+            folder, source = demo.ensure_demo_model(cache)
+            path, name = folder, demo.DEMO_NAME
+        else:
+            path = Path(text).expanduser()
+            if not path.exists() and _HUB_ID.match(text):
+                if not allow_download:
+                    raise ModelFormatError(
+                        f"model path does not exist: {text} (to fetch it from the Hugging Face hub, "
+                        "pass --allow-download)"
+                    )
+                path, name = _download(text), text
+        layout = inspect_model_path(path, allow_pickle=allow_pickle)
+        files, model_hash = describe_files(layout, memo_dir=cache)
+        return cls(
+            layout, spec=text, files=files, model_hash=model_hash, source=source, name=name,
+            batch_size=batch_size,
+        )
 
     # -- identity ---------------------------------------------------------------------------
     def info(self) -> ModelInfo:
@@ -389,7 +420,7 @@ def _max_length(config: Any, tokenizer: Any) -> int:
 
 def describe_files(layout: ModelLayout, *, memo_dir: Path | None) -> tuple[list[FileRecord], str]:
     """sha256 of every file the model is loaded from, and one hash over them all."""
-    from trustslm.hashing import sha256_file, sha256_json
+    from trustslm.core.hashing import sha256_file, sha256_json
 
     records = []
     for f in layout.all_files:
@@ -397,3 +428,18 @@ def describe_files(layout: ModelLayout, *, memo_dir: Path | None) -> tuple[list[
         records.append(FileRecord(path=rel, sha256=sha256_file(f, memo_dir=memo_dir), size=f.stat().st_size))
     model_hash = sha256_json([[r.path, r.sha256] for r in records])
     return records, model_hash
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+#: Files fetched from the hub: never pickles, never code.
+HUB_ALLOW_PATTERNS = ["*.safetensors", "*.json", "*.txt", "*.model", "*.jinja", "*.tiktoken"]
+
+
+def _download(repo_id: str) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id, allow_patterns=HUB_ALLOW_PATTERNS))
+    except Exception as exc:  # network, auth, missing repo: all one line for the user
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise BadInputError(f"could not download {repo_id} from the Hugging Face hub: {first}") from None

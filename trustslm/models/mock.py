@@ -23,8 +23,10 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from trustslm.errors import BadInputError
-from trustslm.hashing import sha256_json
+from trustslm.core.errors import BadInputError
+from trustslm.core.hashing import sha256_json
+from trustslm.core.textfiles import read_yaml_mapping
+from trustslm.core.types import ModelInfo
 from trustslm.models.base import (
     DEFAULT_BATCH_SIZE,
     GENERATE,
@@ -40,8 +42,6 @@ from trustslm.models.base import (
     apply_stop,
     split_words,
 )
-from trustslm.report.types import ModelInfo
-from trustslm.textfiles import read_yaml_mapping
 
 _ALLOWED_KEYS = {"name", "capabilities", "loglikelihood", "generate", "default_response"}
 

@@ -1,6 +1,6 @@
 """Inspect a model folder or file before anything loads it. The folder is untrusted input.
 
-What is refused (each with a one-line :class:`~trustslm.errors.BadInputError`, exit code 2):
+What is refused (each with a one-line :class:`~trustslm.core.errors.BadInputError`, exit code 2):
 
 * a path that does not exist, an empty folder, a folder with no weights;
 * pickle weights (``pytorch_model.bin``, ``*.pt``, ``*.pth``, ``*.ckpt``, ``*.pkl``) when no
@@ -21,7 +21,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trustslm.errors import ModelFormatError, UnsafeModelError
+from trustslm.core.errors import ModelFormatError, UnsafeModelError
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 CONFIG_FILES = (

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from trustslm.data.classification import load_classification
+from trustslm.data.tasks import TASKS
 from trustslm.models.base import LOGLIKELIHOOD
 from trustslm.probes.base import (
     LoadedData,
@@ -34,7 +35,6 @@ from trustslm.probes.base import (
     read_dataset,
 )
 from trustslm.robustness.classifier import label_requests
-from trustslm.robustness.tasks import TASKS
 
 
 class AdversarialOptions(ProbeOptions):

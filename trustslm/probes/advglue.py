@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Literal
 
 from trustslm.data.classification import load_classification
+from trustslm.data.tasks import TASKS
 from trustslm.models.base import LOGLIKELIHOOD
 from trustslm.probes.base import (
     LoadedData,
@@ -26,7 +27,6 @@ from trustslm.probes.base import (
     read_dataset,
 )
 from trustslm.robustness.classifier import label_requests, predict
-from trustslm.robustness.tasks import TASKS
 
 
 class AdvGLUEOptions(ProbeOptions):

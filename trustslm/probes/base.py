@@ -24,19 +24,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from trustslm.errors import TrustSLMError
+from trustslm.core.errors import ProbeSkipped  # noqa: F401  (re-exported for probe authors)
+from trustslm.core.types import DatasetRecord, ScorerInfo
 from trustslm.models.base import Request, Result, split_words
-from trustslm.report.types import DatasetRecord, ScorerInfo
+from trustslm.scoring.metric_def import MetricDef  # noqa: F401  (re-exported for probe authors)
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from trustslm.registry import Registry
-    from trustslm.specs import ProbeSpec
-
-
-class ProbeSkipped(TrustSLMError):
-    """Raised by a probe that can't run on this model or machine; the reason goes in the report."""
+    from trustslm.core.registry import Registry
+    from trustslm.core.specs import ProbeSpec
 
 
 class ProbeOptions(BaseModel):
@@ -45,44 +42,6 @@ class ProbeOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     limit: int | None = Field(default=None, ge=1)
-
-
-@dataclass(frozen=True)
-class MetricDef:
-    """How one metric is computed from a probe's unit table.
-
-    ``column`` is averaged over units (a NaN marks a unit the metric skips, e.g. an example that
-    was not attacked) unless ``statistic`` is given (a function of the unit table). ``by`` adds one breakdown row per value of each named column. ``bootstrap=False``
-    is for values that carry their own uncertainty statement (e.g. a confidence bound) or none.
-    """
-
-    name: str
-    column: str
-    higher_is_better: bool | None
-    description: str
-    target: float | None = None
-    by: tuple[str, ...] = ()
-    statistic: Callable[[pd.DataFrame], float] | None = None
-    bootstrap: bool = True
-    #: False: only the ``by`` breakdown rows are reported (e.g. a per-term metric).
-    overall: bool = True
-    #: Draw the breakdown rows in the HTML report: as a bar chart (True), or as a reliability
-    #: diagram (``"reliability"``: accuracy per ``confidence_bin=LO-HI`` row against the diagonal).
-    chart: bool | str = False
-    #: A faster function computing the same value as ``statistic``, used on bootstrap resamples
-    #: (``statistic`` stays the reference, e.g. fairlearn; the tests check they agree).
-    fast_statistic: Callable[[pd.DataFrame], float] | None = None
-    #: ``percentile`` (the default) or ``basic``: the basic bootstrap interval (Davison and Hinkley
-    #: 1997, eq. 5.6), for statistics that resampling biases, like a highest-minus-lowest group
-    #: rate, whose percentile interval can lie wholly above the estimate (see scoring.metrics).
-    interval: str = "percentile"
-    #: The values the statistic can take, which the basic interval is clipped to.
-    bounds: tuple[float, float] = (float("-inf"), float("inf"))
-    #: One more row per level ``v`` (group ``"{at_name}=v"``), valued ``statistic_at(units, v)``
-    #: on all units, e.g. the accuracy when abstaining below each confidence threshold.
-    at: tuple[float, ...] = ()
-    at_name: str = "threshold"
-    statistic_at: Callable[[pd.DataFrame, float], float] | None = None
 
 
 @dataclass
@@ -175,7 +134,7 @@ def sampled_request(options: Any, prompt: str, j: int, ctx: ProbeContext, *, cha
 def load_scorer(spec: str, ctx: ProbeContext) -> Any:
     """The toxicity scorer a probe's option names, loaded. A named scorer that can't load is bad
     input (exit 2, saying how to supply it); ``auto`` with none available skips the probe."""
-    from trustslm.errors import ScorerUnavailableError
+    from trustslm.core.errors import ScorerUnavailableError
     from trustslm.scorers.base import make_scorer
 
     try:
@@ -208,8 +167,8 @@ def read_dataset(
     """Read the file a probe's ``data`` option names (``builtin:NAME`` or a path) with ``loader``
     (given the path and the ``format`` option), apply ``--limit`` (to the first N items, or with
     ``per`` to the first N of every value of that field or fields), and describe the file."""
+    from trustslm.core.resources import resolve_data_path
     from trustslm.data.files import dataset_record
-    from trustslm.resources import resolve_data_path
 
     path = resolve_data_path(probe.options.data, base_dir=probe.base_dir)  # type: ignore[attr-defined]
     items, fmt = loader(path, probe.options.format)  # type: ignore[attr-defined]

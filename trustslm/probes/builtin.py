@@ -1,6 +1,6 @@
 """Entry-point target of the built-in probe specs (group ``trustslm.probes``)."""
 
-from trustslm.resources import probes_dir
+from trustslm.core.resources import probes_dir
 
 #: The folder the registry walks for ``*/spec.yaml``.
 SPECS = probes_dir()

@@ -20,8 +20,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from trustslm.core.errors import DataError
 from trustslm.data.canaries import load_canaries, random_secret
-from trustslm.errors import DataError
 from trustslm.models.base import LOGLIKELIHOOD, LoglikelihoodRequest
 from trustslm.probes.base import (
     LoadedData,
@@ -98,7 +98,7 @@ class CanaryExposureProbe(Probe):
     def _read_record(self) -> dict[str, Any]:
         path = self.options.training_record
         if path is None and self.options.data:
-            from trustslm.resources import resolve_data_path
+            from trustslm.core.resources import resolve_data_path
 
             beside = resolve_data_path(self.options.data, base_dir=self.base_dir).parent / "training_record.json"
             path = str(beside) if beside.is_file() else None

@@ -61,7 +61,7 @@ class CounterfactualProbe(Probe):
     def load(self, ctx: ProbeContext) -> LoadedData:
         from importlib.util import find_spec
 
-        from trustslm.errors import ScorerUnavailableError
+        from trustslm.core.errors import ScorerUnavailableError
         from trustslm.scorers.base import make_scorer
 
         for package, pip in (("fairlearn", "fairlearn"), ("vaderSentiment", "vaderSentiment")):

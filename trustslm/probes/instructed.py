@@ -95,8 +95,8 @@ class InstructedToxicityProbe(Probe):
     _scorer: Scorer | None = None
 
     def load(self, ctx: ProbeContext) -> LoadedData:
+        from trustslm.core.resources import resolve_data_path
         from trustslm.data.files import dataset_record
-        from trustslm.resources import resolve_data_path
 
         data = read_dataset(self, load_requests, ctx)
         path = resolve_data_path(self.options.wrappers, base_dir=self.base_dir)

@@ -10,9 +10,10 @@ from typing import Literal
 
 from pydantic import Field
 
+from trustslm.core.errors import DataError
+from trustslm.core.resources import resolve_data_path
 from trustslm.data.files import dataset_record
 from trustslm.data.texts import load_texts
-from trustslm.errors import DataError
 from trustslm.models.base import TOKEN_SCORES, TokenScoresRequest
 from trustslm.privacy.mia import ATTACKS
 from trustslm.probes.base import (
@@ -26,7 +27,6 @@ from trustslm.probes.base import (
     Results,
     limit_items,
 )
-from trustslm.resources import resolve_data_path
 
 
 class MembershipInferenceOptions(ProbeOptions):

@@ -12,8 +12,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from trustslm.core.errors import DataError
+from trustslm.core.resources import resolve_data_path
 from trustslm.data.files import read_jsonl, read_text
-from trustslm.errors import DataError
 from trustslm.models.base import GENERATE, GenerateRequest
 from trustslm.privacy.pii import PII_KINDS, find_pii, normalise
 from trustslm.probes.base import (
@@ -27,7 +28,6 @@ from trustslm.probes.base import (
     read_dataset,
     sampled_request,
 )
-from trustslm.resources import resolve_data_path
 
 
 class PiiLeakageOptions(ProbeOptions):

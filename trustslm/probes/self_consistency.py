@@ -24,8 +24,9 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from trustslm.core.errors import BadInputError, ScorerUnavailableError
+from trustslm.core.types import ScorerInfo
 from trustslm.data.qa import load_qa
-from trustslm.errors import BadInputError, ScorerUnavailableError
 from trustslm.models.base import CHAT_TEMPLATE, GENERATE, GenerateRequest
 from trustslm.probes.base import (
     LoadedData,
@@ -38,7 +39,6 @@ from trustslm.probes.base import (
     read_dataset,
 )
 from trustslm.probes.closed_book import TEMPLATE
-from trustslm.report.types import ScorerInfo
 from trustslm.scoring.answers import abstains, contains
 from trustslm.scoring.consistency import embedding_inconsistency, ngram_inconsistency
 

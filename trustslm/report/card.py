@@ -24,8 +24,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from trustslm.errors import BadInputError
-from trustslm.report.types import DIMENSIONS, TrustReport
+from trustslm.core.errors import BadInputError
+from trustslm.core.types import DIMENSIONS, TrustReport
 
 MARK_START = "<!-- trustslm:trust-report:start -->"
 MARK_END = "<!-- trustslm:trust-report:end -->"
@@ -220,7 +220,7 @@ def update_model_card(model_dir: str | Path, report: TrustReport, *, report_path
     """Write ``report``'s scores into ``model_dir/README.md`` (created when absent) and return
     its path: hub ``model-index`` eval results and a generated Markdown section. Bad input (not
     a folder, a README that is not UTF-8, too large, a symlink out of the folder, or has malformed
-    front matter) is a one-line :class:`~trustslm.errors.BadInputError`."""
+    front matter) is a one-line :class:`~trustslm.core.errors.BadInputError`."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         what = "does not exist" if not model_dir.exists() else "is not a folder"

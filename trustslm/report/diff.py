@@ -3,9 +3,9 @@ per dimension, old, new, difference, its 95% paired interval and the verdict."""
 
 from __future__ import annotations
 
+from trustslm.core.types import DIMENSIONS
 from trustslm.gate.compare import Change, ReportDiff
 from trustslm.report.format import fmt
-from trustslm.report.types import DIMENSIONS
 
 _MARK = {"worse": "**worse**", "better": "better"}
 

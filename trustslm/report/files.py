@@ -8,7 +8,7 @@ import json
 import os
 from pathlib import Path
 
-from trustslm.report.types import TrustReport
+from trustslm.core.types import TrustReport
 
 OUTPUT_FILES = ("report.json", "samples.jsonl", "units.jsonl", "report.md", "report.html")
 
@@ -38,8 +38,8 @@ def load_report_dir(path: str | Path) -> TrustReport:
     """A report with its per-sample records: ``path`` is a ``report.json`` or the folder holding
     one. ``samples.jsonl`` beside it (one JSON object per line) fills ``report.samples`` and
     ``units.jsonl`` fills ``report.units``, each when the file is there; a malformed line is a
-    one-line :class:`~trustslm.errors.BadInputError` naming the file and line."""
-    from trustslm.errors import BadInputError
+    one-line :class:`~trustslm.core.errors.BadInputError` naming the file and line."""
+    from trustslm.core.errors import BadInputError
 
     path = Path(path)
     file = path / "report.json" if path.is_dir() else path
@@ -70,3 +70,11 @@ def load_report_dir(path: str | Path) -> TrustReport:
     if units_file.is_file():
         report._units = read_units(units_file)
     return report
+
+
+def report_arg(report: str | Path | TrustReport | None) -> tuple[TrustReport | None, str | None]:
+    """A report given as a path (``report.json`` or its folder, read with its samples and units)
+    or as a report, and the path it came from."""
+    if report is None or isinstance(report, TrustReport):
+        return report, None
+    return load_report_dir(report), str(report)

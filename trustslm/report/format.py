@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trustslm.report.types import Metric
+from trustslm.core.types import Metric
 
 
 def fmt(x: float | None, digits: int = 3) -> str:

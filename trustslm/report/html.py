@@ -8,8 +8,8 @@ from collections import defaultdict
 from html import escape
 from typing import Any
 
+from trustslm.core.types import DIMENSIONS, TrustReport
 from trustslm.report.format import direction, fmt, interval
-from trustslm.report.types import DIMENSIONS, TrustReport
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#1d232a;padding:0 1rem}

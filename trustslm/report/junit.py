@@ -18,7 +18,7 @@ import math
 import re
 import xml.etree.ElementTree as ET
 
-from trustslm.report.types import GateRuleResult, TrustReport
+from trustslm.core.types import GateRuleResult, TrustReport
 
 SUITE_NAME = "trustslm gate"
 # Anything outside XML 1.0's Char production: #x9 | #xA | #xD | [#x20-#xD7FF] | [#xE000-#xFFFD] | [#x10000-#x10FFFF].

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from trustslm.core.types import DIMENSIONS, TrustReport
 from trustslm.report.format import direction, fmt, interval, score_text
-from trustslm.report.types import DIMENSIONS, TrustReport
 
 
 def summary_table(report: TrustReport) -> str:

@@ -1,4 +1,4 @@
-"""A mitigation run (:class:`trustslm.mitigations.run.MitigationRun`) as Markdown: what each step
+"""A mitigation run (:class:`trustslm.workflows.mitigate.MitigationRun`) as Markdown: what each step
 did, each targeted metric before and after with the paired interval of the change, and the
 utility cost beside it."""
 
@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from trustslm.report.format import fmt, interval
 
 if TYPE_CHECKING:
-    from trustslm.mitigations.run import MitigationRun
+    from trustslm.workflows.mitigate import MitigationRun
 
 _MARK = {"better": "**better**", "worse": "**worse**"}
 

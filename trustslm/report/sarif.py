@@ -24,7 +24,7 @@ import re
 from typing import Any
 from urllib.parse import quote
 
-from trustslm.report.types import GateRuleResult, TrustReport
+from trustslm.core.types import GateRuleResult, TrustReport
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 SARIF_VERSION = "2.1.0"

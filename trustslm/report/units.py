@@ -12,7 +12,7 @@ from io import StringIO
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trustslm.errors import BadInputError
+from trustslm.core.errors import BadInputError
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -15,8 +15,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from trustslm.data.tasks import TASKS
 from trustslm.robustness.classifier import victim
-from trustslm.robustness.tasks import TASKS
 
 #: Recipe name -> TextAttack recipe class (the ones that run offline).
 RECIPES = {"deepwordbug": "DeepWordBugGao2018", "pruthi": "Pruthi2019"}
@@ -42,7 +42,7 @@ def attack_items(items: list[dict[str, Any]], recipes: list[str], call: Callable
     """Attack every item with every recipe; one outcome dict per (recipe, item)."""
     from tqdm import tqdm
 
-    from trustslm.probes.base import ProbeSkipped
+    from trustslm.core.errors import ProbeSkipped
     from trustslm.robustness.textattack_env import TextAttackUnavailable, load_textattack
 
     try:

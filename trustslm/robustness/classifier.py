@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from trustslm.data.tasks import Task
 from trustslm.models.base import LoglikelihoodRequest
-from trustslm.robustness.tasks import Task
 
 
 def label_requests(task: Task, inputs: dict[str, str] | tuple[str, ...] | str) -> list[LoglikelihoodRequest]:

@@ -27,7 +27,7 @@ import types
 from importlib.util import find_spec
 from typing import Any
 
-from trustslm.errors import TrustSLMError
+from trustslm.core.errors import TrustSLMError
 
 TEXTATTACK_VERSION = "0.3.11"
 INSTALL_HINT = (f"pip install 'trustslm[robustness]' && pip install --no-deps textattack=={TEXTATTACK_VERSION} "
@@ -54,7 +54,7 @@ def load_textattack() -> Any:
     why = unavailable()
     if why:
         raise TextAttackUnavailable(why)
-    from trustslm.resources import cache_dir
+    from trustslm.core.resources import cache_dir
 
     saved = dict(os.environ)
     root = cache_dir()
@@ -91,7 +91,7 @@ def _restore_environment(saved: dict[str, str]) -> None:
 def _provide_stopwords(nltk_root) -> None:
     import nltk
 
-    from trustslm.resources import datasets_dir
+    from trustslm.core.resources import datasets_dir
 
     target = nltk_root / "corpora" / "stopwords" / "english"
     source = datasets_dir() / "stopwords_en.txt"

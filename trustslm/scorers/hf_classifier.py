@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from trustslm.errors import ScorerUnavailableError, TrustSLMError
-from trustslm.report.types import ScorerInfo
+from trustslm.core.errors import ScorerUnavailableError, TrustSLMError
+from trustslm.core.types import ScorerInfo
 from trustslm.scorers.base import Scorer
 
 _HOW = "give a local Hugging Face sequence-classification folder: --scorer hf-classifier:/path/to/model"
@@ -107,7 +107,7 @@ class HFClassifierScorer(Scorer):
     def info(self) -> ScorerInfo:
         from importlib import metadata
 
-        from trustslm.hashing import sha256_file
+        from trustslm.core.hashing import sha256_file
 
         self.load()
         weights = {p.name: sha256_file(p) for p in self._layout.all_files}

@@ -17,9 +17,9 @@ from importlib import metadata
 from importlib.util import find_spec
 from pathlib import Path
 
-from trustslm.errors import ScorerUnavailableError
-from trustslm.hashing import sha256_file
-from trustslm.report.types import ScorerInfo
+from trustslm.core.errors import ScorerUnavailableError
+from trustslm.core.hashing import sha256_file
+from trustslm.core.types import ScorerInfo
 from trustslm.scorers.base import Scorer
 
 _HOW = "install it with: pip install 'trustslm[toxicity]' (or alt-profanity-check)"

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from trustslm.report.types import (
+from trustslm.core.specs import ScoringRule
+from trustslm.core.types import (
     DIMENSIONS,
     DimensionScore,
     OverallScore,
@@ -28,7 +29,6 @@ from trustslm.report.types import (
 )
 from trustslm.scoring import CONFIDENCE
 from trustslm.scoring.metrics import percentile_interval
-from trustslm.specs import ScoringRule
 
 
 def scoring_info(resamples: int) -> ScoringInfo:

@@ -16,9 +16,9 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
-from trustslm.probes.base import MetricDef
-from trustslm.report.types import Metric
+from trustslm.core.types import Metric
 from trustslm.scoring import CONFIDENCE, DEFAULT_RESAMPLES
+from trustslm.scoring.metric_def import MetricDef
 
 
 @dataclass

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from trustslm.errors import BadInputError
+from trustslm.core.errors import BadInputError
 
 
 def check_dp_compatible(module: Any) -> None:

@@ -25,11 +25,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from trustslm._version import __version__
+from trustslm.core.errors import BadInputError
+from trustslm.core.hashing import sha256_file
+from trustslm.core.textfiles import first_validation_error
 from trustslm.data.canaries import CANARY_FILE, make_canaries, write_canaries
 from trustslm.data.texts import load_texts
-from trustslm.errors import BadInputError
-from trustslm.hashing import sha256_file
-from trustslm.textfiles import first_validation_error
 from trustslm.train.config import TrainConfig
 from trustslm.train.record import TrainingRecord
 

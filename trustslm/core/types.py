@@ -1,0 +1,318 @@
+"""Typed, frozen, versioned report models (pydantic).
+
+The JSON Schema of :class:`TrustReport` is kept in ``trustslm/report/schema.json``; a test checks
+that it equals what these models generate, so a change here is a visible schema change.
+Bump :data:`SCHEMA_VERSION` when a field is removed or changes meaning.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+if TYPE_CHECKING:  # pandas is imported only when a frame is asked for
+    import pandas as pd
+
+SCHEMA_VERSION = "1.0"
+
+from trustslm.core.dimensions import DIMENSIONS, Dimension  # noqa: E402,F401  (part of this module's API)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class FileRecord(_Frozen):
+    """A file the result depends on, by content."""
+
+    path: str = Field(description="Path relative to the model folder (or absolute for sources).")
+    sha256: str
+    size: int
+
+
+class ModelInfo(_Frozen):
+    """Provenance of the audited model."""
+
+    spec: str = Field(description="What the user named: a path, a GGUF file or the demo name.")
+    kind: Literal["hf", "gguf", "mock"]
+    name: str
+    path: str | None = None
+    files: list[FileRecord] = Field(default_factory=list)
+    source: FileRecord | None = Field(
+        default=None, description="The file this model was converted from (the demo's GGUF)."
+    )
+    hash: str = Field(description="sha256 over the model's files (or the mock's script).")
+    parameters: int | None = None
+    dtype: str | None = None
+    capabilities: list[str] = Field(default_factory=list)
+    chat_template: bool = False
+    mitigations: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Decoding-time mitigations wrapped around the weights, innermost first: name and options.",
+    )
+
+
+class DatasetRecord(_Frozen):
+    name: str
+    path: str
+    sha256: str
+    n_items: int = Field(description="Items read from the file (before --limit).")
+    n_used: int = Field(description="Items the probe used.")
+    format: str
+
+
+class Metric(_Frozen):
+    """One number a probe measured, with its direction and uncertainty."""
+
+    name: str
+    value: float | None
+    higher_is_better: bool | None = Field(
+        description="True/False for monotone metrics; null when a target value is best."
+    )
+    target: float | None = Field(default=None, description="The best value, for target metrics.")
+    n: int = Field(description="Units (pairs, prompts...) the value is computed over.")
+    ci_low: float | None = None
+    ci_high: float | None = None
+    group: str | None = Field(default=None, description="'column=value' for a breakdown row.")
+    score: float | None = Field(
+        default=None, description="Normalised 0-100 score, for the metrics that count in the score."
+    )
+    description: str = ""
+    chart: bool | Literal["reliability"] = Field(
+        default=False, description="The HTML report draws this metric's breakdown rows: as bars (true), or as a "
+                                   "reliability diagram (rows grouped by confidence bin 'confidence_bin=LO-HI').")
+
+
+class ScoreValue(_Frozen):
+    score: float
+    ci_low: float
+    ci_high: float
+
+
+class CardRef(_Frozen):
+    path: str
+    summary: str
+
+
+class ScorerInfo(_Frozen):
+    name: str
+    version: str
+    weights_sha256: dict[str, str] = Field(default_factory=dict)
+    detail: str = ""
+
+
+class ProbeResult(_Frozen):
+    probe_id: str
+    kind: str
+    dimension: Dimension
+    version: str
+    status: Literal["ok", "skipped", "error"]
+    reason: str | None = None
+    metrics: list[Metric] = Field(default_factory=list)
+    score: ScoreValue | None = None
+    datasets: list[DatasetRecord] = Field(default_factory=list)
+    options: dict[str, Any] = Field(default_factory=dict)
+    scorer: ScorerInfo | None = None
+    n_samples: int = 0
+    n_requests: int = 0
+    wall_time_s: float = 0.0
+    card: CardRef | None = None
+
+    def metric(self, name: str, group: str | None = None) -> Metric:
+        for m in self.metrics:
+            if m.name == name and m.group == group:
+                return m
+        raise KeyError(f"{self.probe_id} has no metric {name!r} (group {group!r})")
+
+
+class DimensionScore(_Frozen):
+    status: Literal["measured", "not measured"]
+    score: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    probes: list[str] = Field(default_factory=list)
+
+
+class OverallScore(_Frozen):
+    score: float | None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    dimensions_measured: list[str]
+    dimensions_not_measured: list[str]
+
+
+class ScoringInfo(_Frozen):
+    normaliser: str
+    probe_aggregation: str
+    dimension_aggregation: str
+    overall_aggregation: str
+    interval: str
+    bootstrap_resamples: int
+    confidence_level: float
+
+
+class GateRuleResult(_Frozen):
+    rule: str
+    target: str
+    op: Literal["min", "max", "regression"] = Field(
+        description="'min'/'max': a threshold on the value; 'regression': the change from the baseline report.")
+    threshold: float = Field(description="The bound, or for a regression rule the tolerance (in the target's units; "
+                                         "score points for dimensions and overall).")
+    actual: float | None
+    passed: bool
+    reason: str
+    baseline: float | None = Field(default=None, description="Regression rules: the baseline report's value.")
+    regression: float | None = Field(
+        default=None, description="Regression rules: how much worse the new value is (negative: better), in the "
+                                  "metric's direction (distance from the target for target metrics).")
+    ci_low: float | None = Field(default=None, description="Regression rules: 95% paired-bootstrap interval of "
+                                                           "'regression'.")
+    ci_high: float | None = None
+    p_value: float | None = Field(default=None, description="Regression rules: one-sided paired-bootstrap p-value "
+                                                            "of 'the regression is at most the tolerance'.")
+    p_adjusted: float | None = Field(default=None, description="p_value after Holm's correction over the "
+                                                               "compared regression rules.")
+
+
+class GateResult(_Frozen):
+    policy: str | None = None
+    policy_sha256: str | None = None
+    baseline: str | None = Field(default=None, description="The baseline report compared with, if any.")
+    baseline_model_hash: str | None = None
+    passed: bool
+    rules: list[GateRuleResult] = Field(default_factory=list)
+    failures: list[str] = Field(default_factory=list)
+
+
+class Environment(_Frozen):
+    trustslm: str
+    python: str
+    platform: str
+    torch: str | None = None
+    transformers: str | None = None
+
+
+class RunInfo(_Frozen):
+    seed: int
+    limit: int | None
+    profile: Literal["full", "quick"] = Field(default="full", description="'quick': the specs' quick options applied (--quick).")
+    probes_requested: list[str]
+    config: dict[str, dict[str, Any]] = Field(description="Resolved options of every probe run.")
+    config_hash: str
+    started_at: str
+    wall_time_s: float
+    resumed: bool
+    cache_hits: int
+    cache_misses: int
+
+
+class TrustReport(_Frozen):
+    """The result of one audit. ``report.json`` is this model, dumped."""
+
+    schema_version: str = SCHEMA_VERSION
+    trustslm_version: str
+    environment: Environment
+    model: ModelInfo
+    run: RunInfo
+    results: list[ProbeResult]
+    dimensions: dict[str, DimensionScore]
+    overall: OverallScore
+    scoring: ScoringInfo
+    gate: GateResult
+    _samples: list[dict[str, Any]] = PrivateAttr(default_factory=list)
+    _units: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @property
+    def samples(self) -> list[dict[str, Any]]:
+        """Per-sample records of every probe (what ``samples.jsonl`` holds); empty for a
+        report read back from JSON."""
+        return self._samples
+
+    @property
+    def units(self) -> dict[str, pd.DataFrame]:
+        """Each probe's unit table, the rows its metrics were computed from (what ``units.jsonl``
+        holds); the release gate resamples them to compare two reports. Empty for a report read
+        back from JSON alone (:func:`trustslm.report.files.load_report_dir` reads them too)."""
+        return self._units
+
+    # -- access -----------------------------------------------------------------------------
+    def result(self, probe_id: str) -> ProbeResult:
+        for r in self.results:
+            if r.probe_id == probe_id:
+                return r
+        raise KeyError(f"the report has no result for probe {probe_id!r}")
+
+    def to_frame(self) -> pd.DataFrame:
+        """Every metric of every probe, one row each."""
+        import pandas as pd
+
+        rows = [
+            {
+                "probe_id": r.probe_id,
+                "dimension": r.dimension,
+                "status": r.status,
+                "metric": m.name,
+                "group": m.group,
+                "value": m.value,
+                "ci_low": m.ci_low,
+                "ci_high": m.ci_high,
+                "n": m.n,
+                "higher_is_better": m.higher_is_better,
+                "target": m.target,
+                "score": m.score,
+            }
+            for r in self.results
+            for m in r.metrics
+        ]
+        columns = ["probe_id", "dimension", "status", "metric", "group", "value", "ci_low",
+                   "ci_high", "n", "higher_is_better", "target", "score"]
+        return pd.DataFrame(rows, columns=columns)
+
+    def _repr_html_(self) -> str:
+        """The scores as HTML in a notebook: the ``html-fragment`` renderer (entry point group
+        ``trustslm.renderers``, found by name, so the core imports no renderer)."""
+        from trustslm.core.registry import Registry
+
+        return Registry().renderer("html-fragment")(self)
+
+    # -- files ------------------------------------------------------------------------------
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrustReport:
+        """Read a ``report.json``; a file that isn't one is a one-line :class:`BadInputError`."""
+        from pydantic import ValidationError
+
+        from trustslm.core.errors import BadInputError
+
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise BadInputError(f"report file not found: {path}") from None
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise BadInputError(f"{path} is not a JSON report: {exc}") from None
+        if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
+            found = data.get("schema_version") if isinstance(data, dict) else None
+            raise BadInputError(
+                f"{path}: expected a trustslm report with schema_version {SCHEMA_VERSION}, found {found!r}"
+            )
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            from trustslm.core.textfiles import first_validation_error
+
+            loc, msg, _ = first_validation_error(exc)
+            raise BadInputError(f"{path}: not a valid report at {loc}: {msg}") from None
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of ``report.json``."""
+    schema = TrustReport.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = f"https://trustslm.dev/schema/report-{SCHEMA_VERSION}.json"
+    return schema

@@ -1,0 +1,67 @@
+"""Probe options from the command line (``--set PROBE_ID.OPTION=VALUE``) and from a YAML file
+(``--config FILE``)::
+
+    fairness.stereotype_pairs:
+      data: ../shared/datasets/crows_pairs/crows_pairs_anonymized.csv   # relative to this file
+    toxicity.continuation:
+      k: 5
+
+Precedence, lowest first: the kind's defaults, the spec's ``options``, the config file, ``--set``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from trustslm.core.errors import BadInputError
+from trustslm.core.specs import ProbeSpec
+from trustslm.core.textfiles import first_validation_error, read_yaml_mapping
+from trustslm.probes.base import ProbeOptions
+
+Overrides = dict[str, dict[str, Any]]
+
+
+def parse_set(items: list[str] | None) -> Overrides:
+    """``["fairness.stereotype_pairs.data=x.csv", "toxicity.continuation.k=5"]`` -> nested dict.
+    Values are read as YAML scalars, so ``5`` is a number and ``true`` a boolean."""
+    out: Overrides = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        probe, dot, option = key.strip().rpartition(".")
+        if not sep or not dot or not probe or not option:
+            raise BadInputError(f"--set {item!r}: expected PROBE_ID.OPTION=VALUE")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        if isinstance(value, (dict, list)):
+            value = raw  # only scalars from the command line
+        out.setdefault(probe, {})[option] = value
+    return out
+
+
+def load_config(path: str | Path) -> tuple[Overrides, Path]:
+    """The options in a config file and the folder relative paths in it are read from."""
+    path = Path(path)
+    data = read_yaml_mapping(path, "config", empty_ok=True)
+    if not all(isinstance(v, dict) for v in data.values()):
+        raise BadInputError(f"config {path} must map probe ids to mappings of options")
+    return {str(k): dict(v) for k, v in data.items()}, path.resolve().parent
+
+
+def build_options(spec: ProbeSpec, options_cls: type[ProbeOptions], *layers: dict[str, Any]) -> ProbeOptions:
+    merged: dict[str, Any] = dict(spec.options)
+    for layer in layers:
+        merged.update(layer)
+    try:
+        return options_cls.model_validate(merged)
+    except ValidationError as exc:
+        loc, msg, kind = first_validation_error(exc)
+        if kind == "extra_forbidden":
+            known = ", ".join(sorted(options_cls.model_fields))
+            raise BadInputError(f"{spec.id}: unknown option {loc!r} (options: {known})") from None
+        raise BadInputError(f"{spec.id}.{loc}: {msg}") from None

@@ -1,0 +1,313 @@
+"""One audit, start to finish: plan the probes, load their data, load the model, run every
+request once, score, aggregate; :func:`trustslm.api.audit`, the public entry point, applies the gate.
+
+Bad input (unknown probes, bad options, unreadable data, a bad policy) is detected before the
+model is loaded, so it fails fast with exit code 2. A probe whose needs the model can't meet is
+recorded as skipped; a probe that fails while scoring is recorded as an error and the others
+still produce their results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from trustslm._version import __version__
+from trustslm.core.errors import BadInputError
+from trustslm.core.hashing import sha256_json
+from trustslm.core.registry import Registry, unknown_name_error
+from trustslm.core.types import (
+    CardRef,
+    Environment,
+    GateResult,
+    ProbeResult,
+    RunInfo,
+    TrustReport,
+)
+from trustslm.engine.cache import RequestCache
+from trustslm.engine.execute import execute, memo_call
+from trustslm.engine.options import Overrides, build_options
+from trustslm.models.base import ModelAdapter
+from trustslm.probes.base import LoadedData, Probe, ProbeContext, ProbeSkipped, Results
+from trustslm.scoring.aggregate import (
+    Scored,
+    aggregate,
+    normalise,
+    scoring_info,
+    weighted_mean,
+)
+from trustslm.scoring.metrics import compute_metrics
+
+
+@dataclass
+class PlannedProbe:
+    probe: Probe
+    data: LoadedData | None = None
+    status: str = "ok"
+    reason: str | None = None
+    requests: list = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def plan(
+    registry: Registry,
+    patterns: list[str] | None,
+    *,
+    config: Overrides | None = None,
+    config_dir: Path | None = None,
+    overrides: Overrides | None = None,
+    discovered: Overrides | None = None,
+    quick: bool = False,
+    scorer: str | None = None,
+) -> list[PlannedProbe]:
+    """Select probes and build their options; every mistake here is a BadInputError.
+
+    Option layers, lowest first: the spec, its ``quick`` options (in the quick profile),
+    ``discovered`` (found beside the model), the config file, ``scorer`` (the toxicity scorer of
+    every probe that has one), the command line's per-probe options."""
+    specs = registry.select(patterns)
+    config, overrides, discovered = (registry.canonical_keys(x or {}) for x in (config, overrides, discovered))
+    for source in (config, overrides):
+        for pid in source:
+            if pid not in registry.specs:
+                raise unknown_name_error("probe (in options)", pid, list(registry.specs))
+    planned = []
+    for spec in specs:
+        kind = registry.probe_kind(spec.kind)
+        from_config, from_cli = _config_paths(config.get(spec.id, {}), config_dir), overrides.get(spec.id, {})
+        scorable = {m.name for m in kind.metrics if m.bootstrap}
+        unknown_scoring = set(spec.scoring) - scorable
+        if unknown_scoring:
+            raise BadInputError(f"probe spec {spec.id} scores unknown or unscorable metric(s) {sorted(unknown_scoring)}")
+        scorer_layer = {f: scorer for f in SCORER_OPTIONS if scorer and f in kind.Options.model_fields}
+        options = build_options(spec, kind.Options, spec.quick if quick else {}, discovered.get(spec.id, {}),
+                                from_config, scorer_layer, from_cli)
+        planned.append(PlannedProbe(probe=kind(spec, options)))
+    return planned
+
+
+#: Probe options that name a toxicity scorer (set together by ``--scorer``).
+SCORER_OPTIONS = ("scorer", "toxicity_scorer")
+
+#: Probe options that name files; relative ones in a config file are read from the config's folder.
+PATH_OPTIONS = ("data", "wrappers", "members", "non_members", "known_pii")
+
+
+def _config_paths(options: dict, config_dir: Path | None) -> dict:
+    """``options`` with relative file paths made relative to ``config_dir``."""
+    if config_dir is None:
+        return options
+    fixed = dict(options)
+    for key in PATH_OPTIONS:
+        value = fixed.get(key)
+        if isinstance(value, str) and value and not value.startswith(("builtin:", "hf:", "~")) \
+                and not Path(value).is_absolute():
+            fixed[key] = str(config_dir / value)
+    return fixed
+
+
+def load_data(planned: list[PlannedProbe], ctx: ProbeContext) -> None:
+    """Read every probe's data (and what it needs besides the model); a probe that can't run
+    here is marked skipped, bad data raises."""
+    for p in planned:
+        start = time.perf_counter()
+        own = p.probe.options.limit  # type: ignore[attr-defined]
+        if own is not None:  # the smaller of the probe's own limit and --limit
+            probe_ctx = dataclasses.replace(ctx, limit=own if ctx.limit is None else min(own, ctx.limit))
+        else:
+            probe_ctx = ctx
+        try:
+            p.data = p.probe.load(probe_ctx)
+        except ProbeSkipped as exc:
+            p.status, p.reason = "skipped", str(exc)
+        p.seconds += time.perf_counter() - start
+
+
+def environment() -> Environment:
+    def version(dist: str) -> str | None:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return Environment(
+        trustslm=__version__, python=platform.python_version(), platform=platform.platform(),
+        torch=version("torch"), transformers=version("transformers"),
+    )
+
+
+def run(
+    model: ModelAdapter,
+    planned: list[PlannedProbe],
+    ctx: ProbeContext,
+    *,
+    patterns: list[str] | None,
+    cache: RequestCache | None,
+    resume: bool,
+    resamples: int,
+    profile: str = "full",
+) -> TrustReport:
+    """Run ``planned`` (data loaded by :func:`load_data`) on ``model``; ``ctx`` is the run's
+    context, with the model's capabilities and tokenizer."""
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+    info = model.info()
+    seed, limit, progress = ctx.seed, ctx.limit, ctx.progress
+
+    for p in planned:
+        if p.status != "ok":
+            continue
+        missing = sorted(p.probe.needs - model.capabilities)
+        if missing:
+            p.status, p.reason = "skipped", f"the model can't do what this probe needs: {', '.join(missing)}"
+            continue
+        start = time.perf_counter()
+        try:
+            p.probe.check(ctx)
+            assert p.data is not None
+            p.requests = p.probe.requests(p.data, ctx)
+        except ProbeSkipped as exc:
+            p.status, p.reason = "skipped", str(exc)
+        p.seconds += time.perf_counter() - start
+
+    active = [p for p in planned if p.status == "ok"]
+    all_requests = [r for p in active for r in p.requests]
+    results, stats = execute(model, all_requests, model_hash=info.hash, cache=cache, resume=resume,
+                             progress=progress)
+    _attribute_model_time(active, stats.seconds)
+    for p in active:
+        if type(p.probe).adapt is not Probe.adapt:
+            _adapt(p, model, info.hash, cache, resume, stats, ctx, known=results)
+
+    probe_results: list[ProbeResult] = []
+    probe_scores: dict[str, tuple[str, Scored]] = {}
+    samples: list[dict[str, Any]] = []
+    units: dict[str, Any] = {}
+    for p in planned:
+        result, scored, probe_samples, probe_units = _score_one(p, Results(results), ctx, resamples)
+        probe_results.append(result)
+        samples.extend(probe_samples)
+        if probe_units is not None:
+            units[p.probe.id] = probe_units
+        if scored is not None:
+            probe_scores[p.probe.id] = (p.probe.spec.dimension, scored)
+
+    dimensions, overall = aggregate(probe_scores)
+    gate = GateResult(passed=True)  # the caller applies a policy (trustslm.gate.release.apply_gate)
+    config = {p.probe.id: {"version": p.probe.spec.version, **p.probe.options.model_dump()} for p in planned}
+    run_info = RunInfo(
+        seed=seed, limit=limit, profile=profile, probes_requested=list(patterns or ["*"]), config=config,
+        config_hash=sha256_json({"config": config, "seed": seed, "limit": limit}),
+        started_at=started_at, wall_time_s=round(time.perf_counter() - t0, 3), resumed=resume,
+        cache_hits=stats.cache_hits, cache_misses=stats.computed,
+    )
+    report = TrustReport(
+        trustslm_version=__version__, environment=environment(), model=info, run=run_info,
+        results=probe_results, dimensions=dimensions, overall=overall,
+        scoring=scoring_info(resamples), gate=gate,
+    )
+    report._samples = samples
+    report._units = units
+    return report
+
+
+def _adapt(p: PlannedProbe, model: ModelAdapter, model_hash: str, cache: RequestCache | None, resume: bool,
+           stats, ctx: ProbeContext, *, known: dict) -> None:
+    """Run an adaptive probe's own loop (an attack), its model calls going through the same
+    batched, deduplicated and cached path as every other request; results already had in this
+    run (``known``, which grows) are not asked for again."""
+    start = time.perf_counter()
+
+    engine_call = memo_call(model, model_hash=model_hash, known=known, cache=cache, resume=resume, stats=stats)
+
+    asked = {r.key() for r in p.requests}
+
+    def call(requests: list) -> Results:
+        for r in requests:  # a request asked again (e.g. to read its result) is counted once
+            if r.key() not in asked:
+                asked.add(r.key())
+                p.requests.append(r)
+        return engine_call(requests)
+
+    try:
+        assert p.data is not None
+        p.probe.adapt(p.data, call, ctx)
+    except ProbeSkipped as exc:
+        p.status, p.reason = "skipped", str(exc)
+    except Exception as exc:  # an attack's failure must not lose the other probes' results
+        first = (str(exc).strip().splitlines() or [""])[0]
+        p.status, p.reason = "error", f"{type(exc).__name__}: {first}"
+        if ctx.progress:
+            traceback.print_exc(file=sys.stderr)
+    p.seconds += time.perf_counter() - start
+
+
+def _attribute_model_time(active: list[PlannedProbe], seconds: dict[str, float]) -> None:
+    """Share each request kind's model time among probes by their number of such requests."""
+    for kind, total in seconds.items():
+        counts = [sum(1 for r in p.requests if r.kind == kind) for p in active]
+        n = sum(counts)
+        for p, c in zip(active, counts):
+            if n:
+                p.seconds += total * c / n
+
+
+def _score_one(p: PlannedProbe, results: Results, ctx: ProbeContext, resamples: int):
+    spec = p.probe.spec
+    base: dict[str, Any] = {
+        "probe_id": spec.id, "kind": spec.kind, "dimension": spec.dimension, "version": spec.version,
+        "options": p.probe.options.model_dump(), "datasets": p.data.datasets if p.data else [],
+        "card": CardRef(path=_card_path(spec.card_path), summary=spec.card_summary()),
+        "n_requests": len(p.requests),
+    }
+    if p.status != "ok":
+        return ProbeResult(status=p.status, reason=p.reason, wall_time_s=round(p.seconds, 3), **base), None, [], None
+    start = time.perf_counter()
+    try:
+        assert p.data is not None
+        output = p.probe.score(p.data, results, ctx)
+        computed = compute_metrics(output.units, p.probe.metrics, seed=ctx.seed, probe_id=spec.id,
+                                   resamples=resamples)
+        metrics, parts = [], []
+        for c in computed:
+            if c.metric.value is None:  # not measurable with these data or options: left out
+                continue
+            rule = spec.scoring.get(c.metric.name) if c.metric.group is None else None
+            if rule is not None and c.metric.value is not None and c.replicates is not None:
+                s = normalise(c.metric.value, rule, c.metric.higher_is_better)
+                parts.append((Scored(s, normalise(c.replicates, rule, c.metric.higher_is_better)), rule.weight))
+                metrics.append(c.metric.model_copy(update={"score": round(s, 4)}))
+            else:
+                metrics.append(c.metric)
+        scored = weighted_mean(parts) if parts else None
+    except Exception as exc:  # a probe's failure must not lose the other probes' results
+        p.seconds += time.perf_counter() - start
+        first = (str(exc).strip().splitlines() or [""])[0]
+        reason = f"{type(exc).__name__}: {first}"
+        if ctx.progress:
+            traceback.print_exc(file=sys.stderr)
+        return ProbeResult(status="error", reason=reason, wall_time_s=round(p.seconds, 3), **base), None, [], None
+    p.seconds += time.perf_counter() - start
+    result = ProbeResult(
+        status="ok", metrics=metrics, score=scored.to_value() if scored else None,
+        scorer=output.scorer, n_samples=len(output.samples), wall_time_s=round(p.seconds, 3), **base,
+    )
+    samples = [{"probe_id": spec.id, **s} for s in output.samples]
+    return result, scored, samples, output.units
+
+
+def _card_path(path: str) -> str:
+    """The card's path relative to its provider folder's parent, e.g. ``probes/fairness/...``."""
+    parts = Path(path).parts
+    if "probes" in parts:
+        i = len(parts) - 1 - parts[::-1].index("probes")
+        return "/".join(parts[i:])
+    return path

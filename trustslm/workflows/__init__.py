@@ -1,0 +1,1 @@
+"""Workflows: the only modules that sequence steps (audit, mitigate, discover, load a model)."""

@@ -1,0 +1,89 @@
+"""The audit workflow, the only place that sequences an audit's steps:
+
+1. read every input that can be wrong (probes and their options, config, policy, baseline, data)
+   before the model loads, so bad input fails fast (exit 2);
+2. load the model (a wrapper folder too, :mod:`trustslm.workflows.load`);
+3. run the engine (:func:`trustslm.engine.run.run`: requests batched, cached, scored, aggregated);
+4. apply the gate when a policy or baseline is given; write the report files when ``out`` is given.
+
+:func:`trustslm.api.audit` documents the arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from trustslm.core.errors import BadInputError
+from trustslm.core.registry import Registry
+from trustslm.core.resources import cache_dir as default_cache_dir
+from trustslm.core.types import TrustReport
+from trustslm.engine import run as engine
+from trustslm.engine.cache import RequestCache
+from trustslm.engine.options import Overrides, load_config
+from trustslm.gate.policy import Policy, policy_arg
+from trustslm.gate.release import apply_gate
+from trustslm.models.base import DEFAULT_BATCH_SIZE, ModelAdapter
+from trustslm.probes.base import ProbeContext
+from trustslm.report.files import report_arg, write_outputs
+from trustslm.scoring import DEFAULT_RESAMPLES
+from trustslm.workflows.discover import discover_options
+from trustslm.workflows.load import load_model
+
+
+def audit(
+    model: str | Path | ModelAdapter,
+    *,
+    probes: list[str] | None = None,
+    options: Overrides | None = None,
+    config: str | Path | None = None,
+    seed: int = 0,
+    limit: int | None = None,
+    policy: str | Path | Policy | None = None,
+    out: str | Path | None = None,
+    resume: bool = False,
+    allow_pickle: bool = False,
+    allow_download: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
+    progress: bool = True,
+    registry: Registry | None = None,
+    bootstrap_resamples: int = DEFAULT_RESAMPLES,
+    quick: bool = False,
+    scorer: str | None = None,
+    baseline: str | Path | TrustReport | None = None,
+) -> TrustReport:
+    if limit is not None and limit < 1:
+        raise BadInputError("limit must be at least 1")
+    registry = registry or Registry()
+    cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    config_options, config_dir = load_config(config) if config is not None else ({}, None)
+    planned = engine.plan(registry, probes, config=config_options, config_dir=config_dir,
+                          overrides=options, discovered=discover_options(model), quick=quick,
+                          scorer=scorer)
+    gate_policy = policy_arg(policy)
+    baseline_report, baseline_path = report_arg(baseline)
+    ctx = ProbeContext(seed=seed, limit=limit, capabilities=frozenset(), registry=registry, progress=progress)
+    engine.load_data(planned, ctx)
+
+    adapter = load_model(model, allow_pickle=allow_pickle, allow_download=allow_download,
+                         batch_size=batch_size, cache_dir=cache_root, registry=registry)
+    cache = RequestCache(cache_root / "requests.sqlite") if use_cache else None
+    try:
+        model_ctx = dataclasses.replace(ctx, capabilities=adapter.capabilities, split_tokens=adapter.split_tokens)
+        report = engine.run(adapter, planned, model_ctx, patterns=probes, cache=cache, resume=resume,
+                            resamples=bootstrap_resamples, profile="quick" if quick else "full")
+    finally:
+        if cache is not None:
+            cache.close()
+    if gate_policy is not None or baseline_report is not None:
+        pol, path, digest = gate_policy or (None, None, None)
+        report = apply_gate(report, pol, baseline=baseline_report, policy_path=path, policy_sha256=digest,
+                            baseline_path=baseline_path, registry=registry, progress=progress)
+    if out is not None:
+        write_outputs(report, Path(out))
+    return report
+
+
+

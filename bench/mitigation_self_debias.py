@@ -49,7 +49,7 @@ def main() -> None:
     t_before = time.perf_counter() - start
     units_before = measure(model, qa_limit=0)
 
-    # the steering is installed on the model object: the plain audit is done first
+    # wrapping leaves the plain model unchanged (SteeredModel steers a copy of it)
     resolved, did = mitigation.prepare(model)
     debiased = mitigation.wrap(model, resolved)
     start = time.perf_counter()

@@ -15,6 +15,7 @@ steps (mitigation name, options, resolved values). Loading resolves the names am
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,7 +40,7 @@ FORMAT = "trustslm-mitigation/1"
 
 
 class Steering(Protocol):
-    """Installed on an :class:`~trustslm.models.hf.HFModel` (its ``steering`` list)."""
+    """Applied by a steered copy of an :class:`~trustslm.models.hf.HFModel` (``with_steering``)."""
 
     def processors(self, batch: list[GenerateRequest]) -> list[Any]:
         """transformers logits processors for one generation batch, applied before sampling."""
@@ -101,14 +102,26 @@ def hf_core(adapter: ModelAdapter) -> Any:
 
 
 class SteeredModel(WrappedModel):
-    """A wrapper whose change is a :class:`Steering` on the Hugging Face model underneath."""
+    """A wrapper whose change is a :class:`Steering` on the Hugging Face model underneath.
+
+    The model given is not changed: the wrapper holds a copy of the chain of wrappers above the
+    Hugging Face model, ending in a steered copy of it (:meth:`HFModel.with_steering`, which
+    shares the weights), so the plain adapter keeps answering as the plain model."""
 
     def __init__(self, inner: ModelAdapter, steering: Steering, **kw: Any):
-        super().__init__(inner, **kw)
-        core = hf_core(inner)
-        if core is None:
+        if hf_core(inner) is None:
             raise BadInputError(f"{kw['name']} steers logits and needs a Hugging Face model")
-        core.steering.append(steering)
+        super().__init__(_with_steered_core(inner, steering), **kw)
+
+
+def _with_steered_core(adapter: ModelAdapter, steering: Steering) -> ModelAdapter:
+    """A copy of the wrapper chain ``adapter`` whose Hugging Face model is steered; the chain
+    given is not changed."""
+    if isinstance(adapter, WrappedModel):
+        outer = copy.copy(adapter)
+        outer.inner = _with_steered_core(adapter.inner, steering)
+        return outer
+    return adapter.with_steering(steering)  # type: ignore[attr-defined]  (hf_core checked it is an HFModel)
 
 
 # -- the wrapper folder -----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ the left and samples each row with its own seeded generator.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import re
 from collections.abc import Sequence
@@ -99,8 +100,18 @@ class HFModel(ModelAdapter):
         #: When set to a list, every batch's model inputs are appended to it (for ``bench/``).
         self.recorder: list[dict] | None = None
         #: Decoding-time mitigations (:class:`~trustslm.mitigations.wrapped.Steering`), applied in order
-        #: to the next-token logits of generation (before sampling) and of scoring.
-        self.steering: list[Any] = []
+        #: to the next-token logits of generation (before sampling) and of scoring. A tuple: an
+        #: adapter is never steered after it is made; :meth:`with_steering` makes a steered copy.
+        self.steering: tuple[Any, ...] = ()
+
+    def with_steering(self, steering: Any) -> HFModel:
+        """A new adapter sharing this one's weights and tokenizer, with ``steering`` applied after
+        this one's; this adapter is not changed. Only a wrapper that records the steering in its
+        identity (:class:`~trustslm.mitigations.wrapped.SteeredModel`) should hold the copy."""
+        new = copy.copy(self)
+        new.steering = (*self.steering, steering)
+        new.recorder = None
+        return new
 
     @classmethod
     def from_spec(

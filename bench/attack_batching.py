@@ -41,7 +41,7 @@ def main() -> None:
     for batch in (args.batch_size, 1):
         model.batch_size = batch
         known: dict = {}
-        engine_call = memo_call(model, model_hash="bench", known=known)  # the audit's path, without the disk cache
+        engine_call = memo_call(model, identity="bench", known=known)  # the audit's path, without the disk cache
         asked = [0]
 
         def call(requests, engine_call=engine_call, asked=asked):

@@ -1,5 +1,5 @@
 """The privacy loop end to end: fine-tune without and with DP-SGD on synthetic support notes with
-planted canaries, audit both (and the model before fine-tuning), print the figures the README
+planted canaries, audit both (and the model before fine-tuning), print the figures docs/measured.md
 quotes.
 
 ``--model tiny`` (default): a tiny GPT-2, full fine-tuning, the configuration of

@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 from conftest import SHARED_DATASETS, assert_one_line_error, run_cli
+from tolerances import decimals
 
 import trustslm
 from trustslm.core.errors import DataError
@@ -37,9 +38,9 @@ def test_mc1_and_mc2_hand_computed_as_lm_evaluation_harness():
     # MC2: process_results_mc2, sum of exp(ll) of the true answers over all
     # e^-1 = 0.3678794, e^-2 = 0.1353353, e^-0.5 = 0.6065307, e^-3 = 0.0497871:
     # (0.3678794 + 0.1353353) / 1.1595325 = 0.4339807
-    assert mc2([-1.0, -2.0, -0.5, -3.0], [1, 1, 0, 0]) == pytest.approx(0.4339807, abs=1e-6)
+    assert mc2([-1.0, -2.0, -0.5, -3.0], [1, 1, 0, 0]) == pytest.approx(0.4339807, abs=decimals(7))
     # long answers: exp(-800) underflows in the harness's formula; shifted, the value is the same ratio
-    assert mc2([-800.0, -801.0], [1, 0]) == pytest.approx(1 / (1 + math.exp(-1)), abs=1e-12)
+    assert mc2([-800.0, -801.0], [1, 0]) == pytest.approx(1 / (1 + math.exp(-1)))
 
 
 def test_truthfulqa_probe_from_the_csv_form(tmp_path):
@@ -60,9 +61,9 @@ def test_truthfulqa_probe_from_the_csv_form(tmp_path):
         " Nope.": -0.2, " Yes, they do.": -0.9}}
     res = _audit("truthfulness.truthfulqa_mc", script, data=str(csv)).result("truthfulness.truthfulqa_mc")
     # question 1: MC1 picks "Yes." (0); MC2 0.4339807 (the hand case above)
-    # question 2: MC1 right (1); MC2 e^-0.2 / (e^-0.2 + e^-0.9) = 0.6681876
+    # question 2: MC1 right (1); MC2 e^-0.2 / (e^-0.2 + e^-0.9) = 0.6681878
     assert res.metric("mc1").value == pytest.approx(0.5)
-    assert res.metric("mc2").value == pytest.approx((0.4339807 + 0.6681876) / 2, abs=1e-6)
+    assert res.metric("mc2").value == pytest.approx((0.4339807 + 0.6681878) / 2, abs=decimals(7))
     assert res.metric("mc1", "category=Health").value == 1.0
 
 
@@ -267,7 +268,8 @@ def test_self_consistency_with_the_offline_embedder(tmp_path):
     res = report.result("truthfulness.self_consistency")
     per = {s["id"]: s["inconsistency_embedding"] for s in report.samples}
     assert 0 <= per["1"] < 0.1 < per["2"] <= 1  # a paraphrase agrees; a change of subject does not
-    assert res.metric("inconsistency_embedding").value == pytest.approx((per["1"] + per["2"]) / 2, abs=1e-6)
+    # the samples' values are rounded to 6 decimals, the metric's are not
+    assert res.metric("inconsistency_embedding").value == pytest.approx((per["1"] + per["2"]) / 2, abs=decimals(6))
     assert res.scorer.name == "sentence-embedder" and len(res.scorer.weights_sha256["model.safetensors"]) == 64
     assert res.metric("detection_auroc_embedding").value == 1.0  # the inconsistent answer is the wrong one
 

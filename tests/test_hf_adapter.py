@@ -6,6 +6,7 @@ import hashlib
 
 import pytest
 import torch
+from tolerances import float32_logprob
 
 import trustslm
 from trustslm.models.base import CHAT_TEMPLATE, GenerateRequest, LoglikelihoodRequest
@@ -34,8 +35,9 @@ def test_batched_loglikelihood_equals_one_at_a_time(request, fixture):
     ]
     got = adapter.loglikelihood(reqs)
     for r, res in zip(reqs, got):
-        assert res.logprob == pytest.approx(manual_loglikelihood(adapter, r.context, r.continuation), abs=1e-4)
-    assert got[-1].logprob == pytest.approx(got[-2].logprob, abs=1e-5)
+        want = manual_loglikelihood(adapter, r.context, r.continuation)
+        assert res.logprob == pytest.approx(want, abs=float32_logprob(res.n_tokens, want))
+    assert got[-1].logprob == pytest.approx(got[-2].logprob, abs=float32_logprob(got[-2].n_tokens, got[-2].logprob))
 
 
 def test_empty_context_conditions_on_bos(tiny_gpt2):

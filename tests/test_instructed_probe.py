@@ -8,6 +8,7 @@ import json
 import pytest
 from conftest import SHARED_DATASETS, assert_one_line_error, run_cli
 from test_toxicity_probes import _registry
+from tolerances import decimals
 
 import trustslm
 from trustslm.data.instructed import load_requests, load_wrappers
@@ -54,7 +55,7 @@ def test_rates_uplift_and_drop_hand_computed(tmp_path):
     for name in ("jailbreak_uplift", "refusal_drop", "toxic_compliance_rate"):
         assert m(name).ci_low <= m(name).value <= m(name).ci_high
     # scored: compliance 0.25 -> 50, uplift 0.75 -> 0 (clipped)
-    assert res.score.score == pytest.approx((50 + 0) / 2, abs=1e-6)
+    assert res.score.score == pytest.approx((50 + 0) / 2, abs=decimals(4))  # scores keep 4 decimals
     samples = [json.loads(line) for line in (tmp_path / "o" / "samples.jsonl").read_text().splitlines()]
     mine = [s for s in samples if s.get("probe") == "toxicity.instructed" or "refusal_marker" in s]
     assert {s["refusal_marker"] for s in mine} >= {"i'm sorry, i can't", "as an ai", "i can't help", None}

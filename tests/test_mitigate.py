@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PRIVACY_OPTIONS, assert_one_line_error, run_cli
+from tolerances import TINY_LOGITS, float32_logprob
 
 import trustslm
 from trustslm.core.errors import BadInputError, ModelFormatError
@@ -158,7 +159,8 @@ def test_token_penalty_matches_transformers_sequence_bias(tmp_path, tiny_gpt2):
         scores = reference(torch.tensor([ids[: t + 1]]), logits[t : t + 1].clone())
         expected += torch.log_softmax(scores[0], -1)[ids[t + 1]].item()
     got = wrapped.loglikelihood([LoglikelihoodRequest("", text)])[0]
-    assert got.n_tokens == len(ids) - 1 and got.logprob == pytest.approx(expected, abs=1e-3)
+    tol = float32_logprob(len(ids) - 1, expected, logits=TINY_LOGITS + 3.0)  # penalised logits move by 3
+    assert got.n_tokens == len(ids) - 1 and got.logprob == pytest.approx(expected, abs=tol)
     assert got.logprob < plain.loglikelihood([LoglikelihoodRequest("", text)])[0].logprob - 3.0
 
     banned = ToxicTokenPenalty({"words": str(tmp_path / "words.txt"), "penalty": 100.0}).wrap(

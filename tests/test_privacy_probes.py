@@ -7,6 +7,7 @@ import json
 
 import pytest
 from conftest import assert_one_line_error, run_cli
+from tolerances import decimals
 
 import trustslm
 from trustslm.models.mock import ScriptedModel
@@ -32,7 +33,8 @@ def test_canary_exposure_planted_vs_control(tmp_path):
                             options={"privacy.canary_exposure": {"data": str(canaries), "n_candidates": 100}})
     r = report.result("privacy.canary_exposure")
     assert r.status == "ok"
-    assert r.metric("exposure_bits", "inserted=true").value == pytest.approx(9 * 3.321928, abs=1e-3)  # log2 10^9
+    # log2 10^9 = 9 log2 10, with log2 10 to 6 decimals
+    assert r.metric("exposure_bits", "inserted=true").value == pytest.approx(9 * 3.321928, abs=9 * decimals(6))
     assert r.metric("relative_exposure").value == pytest.approx(1.0)
     assert r.metric("relative_exposure", "inserted=false").value < 0.3
     assert r.metric("exposed_rate").value == 1.0

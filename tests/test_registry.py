@@ -36,7 +36,10 @@ def test_unknown_probe_suggests_close_names():
 
 
 def test_globs_select_and_an_empty_glob_is_an_error():
-    assert [s.id for s in Registry().select(["fairness.*"])] == ["fairness.bbq", "fairness.stereoset", "fairness.stereotype_pairs", "fairness.winobias"]
+    # every fairness probe: ids and folders now name their dimension
+    assert [s.id for s in Registry().select(["fairness.*"])] == [
+        "fairness.bbq", "fairness.counterfactual_generation", "fairness.stereoset", "fairness.stereotype_pairs",
+        "fairness.winobias"]
     assert len(Registry().select(["*"])) >= 2
     with pytest.raises(UnknownNameError):
         Registry().select(["nothing.*"])
@@ -44,9 +47,9 @@ def test_globs_select_and_an_empty_glob_is_an_error():
 
 def test_fake_third_party_plugin_is_found_and_runs(plugin_on_path):
     registry = Registry()
-    assert registry.specs["thirdparty.reply_length"].provider == "fake"
-    report = trustslm.audit("mock", probes=["thirdparty.*"], progress=False, registry=registry)
-    result = report.result("thirdparty.reply_length")
+    assert registry.specs["robustness.reply_length"].provider == "fake"
+    report = trustslm.audit("mock", probes=["robustness.reply_length"], progress=False, registry=registry)
+    result = report.result("robustness.reply_length")
     assert result.status == "ok"
     assert result.card.summary.startswith("A test fixture")
     assert report.dimensions["robustness"].status == "measured"
@@ -55,8 +58,8 @@ def test_fake_third_party_plugin_is_found_and_runs(plugin_on_path):
 def test_fake_plugin_in_the_cli(tmp_path):
     env = {"PYTHONPATH": str(PLUGIN_DIR)}
     listed = run_cli("probes", "list", "--format", "json", env=env)
-    assert "thirdparty.reply_length" in {r["id"] for r in json.loads(listed.stdout)}
-    proc = run_cli("audit", "mock", "--probes", "thirdparty.reply_length", "--out", str(tmp_path), env=env)
+    assert "robustness.reply_length" in {r["id"] for r in json.loads(listed.stdout)}
+    proc = run_cli("audit", "mock", "--probes", "robustness.reply_length", "--out", str(tmp_path), env=env)
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "report.json").read_text())["results"][0]["status"] == "ok"
 
@@ -88,7 +91,7 @@ def test_a_spec_that_names_an_unknown_kind(tmp_path):
     spec_dir = tmp_path / "specs" / "x"
     spec_dir.mkdir(parents=True)
     (spec_dir / "spec.yaml").write_text(
-        "id: x.y\nkind: no_such_kind\ndimension: privacy\nversion: 1\nsummary: s\nscoring: {}\n")
+        "id: privacy.y\nkind: no_such_kind\ndimension: privacy\nversion: 1\nsummary: s\nscoring: {}\n")
     import sys
 
     sys.modules.setdefault("bad_kind_module", type(sys)("bad_kind_module"))
@@ -96,7 +99,7 @@ def test_a_spec_that_names_an_unknown_kind(tmp_path):
     registry = Registry(_eps({"trustslm.probes": [
         EntryPoint(name="bad", value="bad_kind_module:SPECS", group="trustslm.probes")]}))
     with pytest.raises(UnknownNameError, match="unknown probe kind 'no_such_kind'"):
-        trustslm.audit("mock", probes=["x.y"], registry=registry, progress=False)
+        trustslm.audit("mock", probes=["privacy.y"], registry=registry, progress=False)
 
 
 def test_spec_files_are_validated(tmp_path):

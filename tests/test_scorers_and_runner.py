@@ -71,7 +71,7 @@ def test_duplicate_requests_reach_the_model_once():
             GenerateRequest(prompt="x", temperature=1.0, sample_index=0),
             GenerateRequest(prompt="x", temperature=1.0, sample_index=1),
             GenerateRequest(prompt="y", seed=1), GenerateRequest(prompt="y", seed=2)]  # greedy: seed irrelevant
-    results, stats = execute(model, reqs, model_hash="h", progress=False)
+    results, stats = execute(model, reqs, identity="h", progress=False)
     assert model.calls == {"loglikelihood": 2, "generate": 3, "token_scores": 0}
     assert stats.computed == 5 and len(results) == 5
 
@@ -95,7 +95,7 @@ def test_scorer_flag_sets_every_toxicity_scorer_and_a_named_one_never_falls_back
         overrides={"toxicity.targeted_groups": {"scorer": "from-set"}})}
     assert planned["toxicity.continuation"].scorer == "profanity-check"  # --scorer over the config file
     assert planned["toxicity.instructed"].scorer == "profanity-check"
-    assert planned["fairness.counterfactual_generation"].toxicity_scorer == "profanity-check"
+    assert planned["fairness.counterfactual_generation"].scorer == "profanity-check"
     assert planned["toxicity.targeted_groups"].scorer == "from-set"  # --set over --scorer
     assert planned["fairness.stereotype_pairs"] == plan(Registry(), ["fairness.stereotype_pairs"])[0].probe.options
 

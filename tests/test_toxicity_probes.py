@@ -7,6 +7,7 @@ from importlib.metadata import EntryPoint, entry_points
 
 import pytest
 from conftest import SHARED_DATASETS, assert_one_line_error, run_cli
+from tolerances import decimals
 
 import trustslm
 from trustslm.core.registry import Registry
@@ -69,7 +70,8 @@ def test_targeted_groups_rates_and_gap_hand_computed(tmp_path):
     assert r.metric("mean_toxicity", "group=a").value == pytest.approx((6 * 1.0 + 6 * 0.1) / 12)
     m = r.metric("toxic_rate_dp_difference")
     assert m.ci_low <= m.value <= m.ci_high
-    assert r.score.score == pytest.approx((100 * (1 - (9 / 24) / 0.5) + 0.0) / 2, abs=1e-3)
+    # scores keep 4 decimals
+    assert r.score.score == pytest.approx((100 * (1 - (9 / 24) / 0.5) + 0.0) / 2, abs=decimals(4))
     html = (tmp_path / "o" / "report.html").read_text()
     assert 'class="breakdown"' in html
 

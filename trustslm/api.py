@@ -42,12 +42,17 @@ def audit(
     quick: bool = False,
     scorer: str | None = None,
     baseline: str | Path | TrustReport | None = None,
+    model_args: dict[str, Any] | None = None,
 ) -> TrustReport:
     """Audit ``model`` with the selected probes and return the report.
 
     Args:
         model: a model folder, a ``.gguf`` file, ``"smollm2"`` (the demo model), ``"mock"``,
+            ``"KIND:ARG"`` for a backend registered in the ``trustslm.models`` entry-point group,
             or a :class:`~trustslm.models.base.ModelAdapter`.
+        model_args: the backend's own options (``{"dtype": "bfloat16"}`` for a Hugging Face
+            model), checked against its ``Options``; they win over ``batch_size`` and the
+            ``allow_*`` flags. An unknown or bad one is a one-line ``BadInputError``.
         probes: probe ids or globs (``"fairness.*"``); all registered probes when omitted.
         options: ``{probe_id: {option: value}}``, over the specs' defaults and ``config``.
         config: a YAML file of probe options; relative data paths in it are read from its folder.
@@ -75,7 +80,7 @@ def audit(
                   out=out, resume=resume, allow_pickle=allow_pickle, allow_download=allow_download,
                   batch_size=batch_size, cache_dir=cache_dir, use_cache=use_cache, progress=progress,
                   registry=registry, bootstrap_resamples=bootstrap_resamples, quick=quick, scorer=scorer,
-                  baseline=baseline)
+                  baseline=baseline, model_args=model_args)
 
 
 def evaluate_gate(

@@ -43,7 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     a = sub.add_parser("audit", help="audit a model and write a report")
-    a.add_argument("model", help="model folder, .gguf file, 'smollm2' (the demo model) or 'mock'")
+    a.add_argument("model", help="model folder, .gguf file, 'smollm2' (the demo model), 'mock' or KIND:ARG "
+                                 "(a backend plugin)")
+    a.add_argument("--model-arg", dest="model_args", action="append", default=[], metavar="KEY=VALUE",
+                   help="a backend option of the model (repeatable), e.g. dtype=bfloat16 or device=cuda "
+                        "for a Hugging Face model")
     a.add_argument("--probes", type=_csv, default=None, help="probe ids or globs, comma-separated (default: all)")
     a.add_argument("--out", default="trustslm-report", help="output folder (default: trustslm-report)")
     a.add_argument("--policy", help="gate policy YAML: exit 1 when it fails")
@@ -60,10 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--set", dest="sets", action="append", default=[], metavar="PROBE_ID.OPTION=VALUE",
                    help="set a probe option (repeatable)")
     a.add_argument("--config", help="YAML file of probe options")
-    a.add_argument("--canaries", metavar="FILE", help="canary file for privacy.canary_exposure")
-    a.add_argument("--members", metavar="FILE", help="training texts (privacy.membership_inference, privacy.extraction)")
+    a.add_argument("--canaries", metavar="FILE", help="canary file (for the probes that take one: canary exposure)")
+    a.add_argument("--members", metavar="FILE",
+                   help="training texts (for the probes that take them: membership inference, extraction)")
     a.add_argument("--non-members", metavar="FILE", help="held-out texts from the same distribution")
-    a.add_argument("--reference-model", metavar="MODEL", help="reference model for membership inference")
+    a.add_argument("--reference-model", metavar="MODEL",
+                   help="the model it was fine-tuned from (the reference of membership inference)")
     a.add_argument("--batch-size", type=int, default=32, help="requests per forward pass (default: 32)")
     a.add_argument("--allow-pickle", action="store_true",
                    help="DANGEROUS: load pickle weights when there are no safetensors (runs their code)")
@@ -168,9 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("report", help="report files")
     rps = rp.add_subparsers(dest="report_command", required=True, parser_class=_Parser)
-    rr = rps.add_parser("render", help="render a report.json as Markdown or HTML")
+    rr = rps.add_parser("render", help="render a report.json in a registered format (Markdown, HTML, ...)")
     rr.add_argument("report")
-    rr.add_argument("--format", choices=["md", "html"], default="md")
+    rr.add_argument("--format", default="md", metavar="NAME",
+                    help="a report format registered in the entry-point group trustslm.renderers: md (default), "
+                         "html, html-fragment, junit, sarif, or a plugin's")
     rr.add_argument("--output", "-o", help="write here instead of stdout")
     return p
 
@@ -206,22 +214,25 @@ def _gate_exit(report) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from trustslm import api
+    from trustslm.core.registry import Registry
     from trustslm.engine.options import parse_set
     from trustslm.report.markdown import summary_table
+    from trustslm.workflows.discover import options_from_training
 
     if args.batch_size < 1:
         raise _bad("--batch-size must be at least 1")
     options = parse_set(args.sets)
-    for flag, probe, option in AUDIT_SHORTCUTS:
-        value = getattr(args, flag)
-        if value is not None:
-            options.setdefault(probe, {}).setdefault(option, value)
+    registry = Registry()
+    given = {name: getattr(args, flag) for flag, name in AUDIT_SHORTCUTS if getattr(args, flag) is not None}
+    for pid, found in options_from_training(registry, args.probes, given).items():
+        for option, value in found.items():
+            options.setdefault(pid, {}).setdefault(option, value)
     report = api.audit(
         args.model, probes=args.probes, options=options, config=args.config,
         seed=args.seed, limit=args.limit, policy=args.policy, out=args.out, resume=args.resume,
         allow_pickle=args.allow_pickle, allow_download=args.allow_download, batch_size=args.batch_size,
         cache_dir=args.cache_dir, progress=not args.no_progress, quick=args.quick,
-        scorer=args.scorer, baseline=args.baseline,
+        scorer=args.scorer, baseline=args.baseline, registry=registry, model_args=_model_args(args.model_args),
     )
     _write_ci_outputs(report, args)
     print(summary_table(report))
@@ -264,24 +275,37 @@ def cmd_card(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-#: Flags of ``audit`` that set probe options (``--set`` for the same option wins).
+def _model_args(items: list[str]) -> dict[str, str]:
+    """``["dtype=bfloat16", "device=cuda"]`` -> ``{"dtype": "bfloat16", "device": "cuda"}``; the
+    values stay strings (the backend's option types convert them)."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise _bad(f"--model-arg {item!r}: expected KEY=VALUE")
+        out[key.strip()] = value
+    return out
+
+
+#: Flags of ``audit`` that give by hand what a fine-tuning folder offers (``trustslm.probes.base.TRAINING_INPUTS``):
+#: each sets the option of every selected probe whose kind takes it (``Probe.training_inputs``);
+#: ``--set`` for the same option wins.
 AUDIT_SHORTCUTS = (
-    ("canaries", "privacy.canary_exposure", "data"),
-    ("members", "privacy.membership_inference", "members"),
-    ("members", "privacy.extraction", "data"),
-    ("non_members", "privacy.membership_inference", "non_members"),
-    ("reference_model", "privacy.membership_inference", "reference_model"),
+    ("canaries", "canaries"),
+    ("members", "members"),
+    ("non_members", "non_members"),
+    ("reference_model", "base_model"),
 )
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from trustslm.train.finetune import finetune
+    from trustslm import api
 
     keys = ("epochs", "batch_size", "lr", "max_length", "seed", "lora", "lora_rank", "dp", "target_epsilon",
             "delta", "max_grad_norm", "accountant", "grad_sample_mode", "insert_canaries", "canary_repeats",
             "audit_canaries", "holdout")
     options = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
-    record = finetune(args.model, args.data, out=args.out, progress=not args.no_progress, **options)
+    record = api.finetune(args.model, args.data, out=args.out, progress=not args.no_progress, **options)
     eps = f"epsilon {record.epsilon:.3f} at delta {record.delta:.2g} ({record.accountant} accountant)" if record.dp else "no DP"
     print(f"fine-tuned {record.base_model['name']} for {record.steps} steps, {eps}; final loss "
           f"{record.final_train_loss:.4f}")
@@ -375,8 +399,13 @@ def cmd_mitigations_list(args: argparse.Namespace) -> int:
 
 def cmd_report_render(args: argparse.Namespace) -> int:
     from trustslm import api
+    from trustslm.core.registry import Registry
 
-    text = api.render_report(args.report, args.format)
+    registry = Registry()
+    known = registry.renderer_names()
+    if args.format not in known:  # before the report is read
+        raise _bad(f"unknown report format {args.format!r}; known: {', '.join(known)}")
+    text = api.render_report(args.report, args.format, registry=registry)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
     else:

@@ -13,10 +13,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from trustslm.core.hashing import sha256_json
+
 if TYPE_CHECKING:  # pandas is imported only when a frame is asked for
     import pandas as pd
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
+#: Report versions :meth:`TrustReport.load` reads (1.0 lacks the model's identity and backend fields).
+READABLE_SCHEMA_VERSIONS = ("1.0", "1.1")
 
 from trustslm.core.dimensions import DIMENSIONS, Dimension  # noqa: E402,F401  (part of this module's API)
 
@@ -34,10 +38,12 @@ class FileRecord(_Frozen):
 
 
 class ModelInfo(_Frozen):
-    """Provenance of the audited model."""
+    """Provenance of the audited model, and its identity: a digest over everything that can
+    change its outputs, which the request cache keys on (:meth:`output_identity`)."""
 
     spec: str = Field(description="What the user named: a path, a GGUF file or the demo name.")
-    kind: Literal["hf", "gguf", "mock"]
+    kind: str = Field(description="The kind of model: 'hf', 'gguf' and 'mock' for the built-in backends, "
+                                  "a plugin backend's own name otherwise.")
     name: str
     path: str | None = None
     files: list[FileRecord] = Field(default_factory=list)
@@ -53,6 +59,31 @@ class ModelInfo(_Frozen):
         default_factory=list,
         description="Decoding-time mitigations wrapped around the weights, innermost first: name and options.",
     )
+    backend: str | None = Field(default=None, description="The adapter that computes the outputs: 'transformers', "
+                                                          "'mock', or a plugin backend's name.")
+    backend_versions: dict[str, str] = Field(
+        default_factory=dict, description="Versions of the libraries that compute the outputs (e.g. transformers, torch).")
+    backend_options: dict[str, Any] = Field(
+        default_factory=dict, description="The backend options that can change the outputs (beyond dtype and device).")
+    device: str | None = Field(default=None, description="Device class the model runs on: 'cpu', 'cuda', 'mps'.")
+    chat_template_sha256: str | None = Field(default=None, description="sha256 of the chat template, if any.")
+    identity: str | None = Field(
+        default=None, description="sha256 over everything that can change the outputs: hash (weights, tokenizer and "
+                                  "config files), chat template, dtype, device, backend and its versions and options, "
+                                  "mitigations. The request cache keys on it. Null in schema 1.0 reports.")
+
+    def output_identity(self) -> str:
+        """The digest :attr:`identity` holds, computed from this info's :data:`IDENTITY_FIELDS`."""
+        return sha256_json({"identity": 1, **{f: getattr(self, f) for f in IDENTITY_FIELDS}})
+
+    def with_identity(self) -> ModelInfo:
+        """This info with :attr:`identity` set from its other fields (the one way adapters set it)."""
+        return self.model_copy(update={"identity": self.output_identity()})
+
+
+#: The fields of :class:`ModelInfo` that can change a model's outputs; the identity covers exactly these.
+IDENTITY_FIELDS = ("hash", "chat_template_sha256", "dtype", "device", "backend", "backend_versions",
+                   "backend_options", "mitigations")
 
 
 class DatasetRecord(_Frozen):
@@ -296,11 +327,10 @@ class TrustReport(_Frozen):
             raise BadInputError(f"report file not found: {path}") from None
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise BadInputError(f"{path} is not a JSON report: {exc}") from None
-        if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
+        if not isinstance(data, dict) or data.get("schema_version") not in READABLE_SCHEMA_VERSIONS:
             found = data.get("schema_version") if isinstance(data, dict) else None
-            raise BadInputError(
-                f"{path}: expected a trustslm report with schema_version {SCHEMA_VERSION}, found {found!r}"
-            )
+            raise BadInputError(f"{path}: expected a trustslm report with schema_version "
+                                f"{' or '.join(READABLE_SCHEMA_VERSIONS)}, found {found!r}")
         try:
             return cls.model_validate(data)
         except ValidationError as exc:

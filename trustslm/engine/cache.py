@@ -1,4 +1,5 @@
-"""An on-disk cache of model results, keyed by the model's hash and the request.
+"""An on-disk cache of model results, keyed by the model's identity (a digest over everything
+that can change its outputs, :attr:`~trustslm.core.types.ModelInfo.identity`) and the request.
 
 SQLite, one transaction per finished batch: a run killed at any moment leaves every finished
 batch stored and no half-written one, so ``--resume`` recomputes nothing already done.
@@ -25,8 +26,8 @@ CREATE TABLE IF NOT EXISTS results (
 """
 
 
-def cache_key(model_hash: str, request_key: str) -> str:
-    return hashlib.sha256(f"{model_hash}\0{request_key}".encode("utf-8")).hexdigest()
+def cache_key(identity: str, request_key: str) -> str:
+    return hashlib.sha256(f"{identity}\0{request_key}".encode("utf-8")).hexdigest()
 
 
 class RequestCache:
@@ -39,9 +40,9 @@ class RequestCache:
         self._db.execute(_SCHEMA)
         self._db.commit()
 
-    def get_many(self, model_hash: str, request_keys: Sequence[str]) -> dict[str, dict]:
+    def get_many(self, identity: str, request_keys: Sequence[str]) -> dict[str, dict]:
         """Stored results (as dicts) for those of ``request_keys`` that are in the cache."""
-        by_cache_key = {cache_key(model_hash, k): k for k in request_keys}
+        by_cache_key = {cache_key(identity, k): k for k in request_keys}
         found: dict[str, dict] = {}
         keys = list(by_cache_key)
         for start in range(0, len(keys), 500):
@@ -53,17 +54,17 @@ class RequestCache:
                 found[by_cache_key[key]] = json.loads(result)
         return found
 
-    def put_many(self, model_hash: str, items: Iterable[tuple[str, str, dict]]) -> None:
+    def put_many(self, identity: str, items: Iterable[tuple[str, str, dict]]) -> None:
         """Store (request key, kind, result dict) triples in one transaction."""
         now = time.time()
-        rows = [(cache_key(model_hash, k), model_hash, kind, k, json.dumps(res), now) for k, kind, res in items]
+        rows = [(cache_key(identity, k), identity, kind, k, json.dumps(res), now) for k, kind, res in items]
         with self._db:
             self._db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?)", rows)
 
-    def count(self, model_hash: str | None = None) -> int:
-        if model_hash is None:
+    def count(self, identity: str | None = None) -> int:
+        if identity is None:
             return self._db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
-        return self._db.execute("SELECT COUNT(*) FROM results WHERE model = ?", (model_hash,)).fetchone()[0]
+        return self._db.execute("SELECT COUNT(*) FROM results WHERE model = ?", (identity,)).fetchone()[0]
 
     def close(self) -> None:
         self._db.close()

@@ -1,7 +1,8 @@
 """Run every probe's requests against a model once: deduplicated, cached, with a progress bar.
 
 Requests of all probes are merged and deduplicated by key. With ``resume``, results already in
-the cache are taken from it; the rest go to the adapter, which sorts and batches them, and each
+the cache (under the model's identity, :attr:`~trustslm.core.types.ModelInfo.identity`) are taken
+from it; the rest go to the adapter, which sorts and batches them, and each
 finished batch is written to the cache at once. Because the adapter forms batches as contiguous
 runs of one deterministic order, the batches left after an interruption are exactly the ones an
 uninterrupted run would have computed, so a resumed run gives the same report.
@@ -31,18 +32,20 @@ def execute(
     model: ModelAdapter,
     requests: Sequence[Request],
     *,
-    model_hash: str,
+    identity: str,
     cache: RequestCache | None = None,
     resume: bool = False,
     progress: bool = True,
 ) -> tuple[dict[str, Result], ExecutionStats]:
+    """Results of ``requests`` by request key; ``identity`` is the model's
+    (:func:`~trustslm.models.base.model_info`), which cached results are stored and found under."""
     unique: dict[str, Request] = {}
     for r in requests:
         unique.setdefault(r.key(), r)
     stats = ExecutionStats()
     results: dict[str, Result] = {}
     if resume and cache is not None:
-        for key, data in cache.get_many(model_hash, list(unique)).items():
+        for key, data in cache.get_many(identity, list(unique)).items():
             results[key] = RESULT_TYPES[unique[key].kind].from_dict(data)
         stats.cache_hits = len(results)
 
@@ -62,7 +65,7 @@ def execute(
                 results[key] = res
                 items.append((key, kind, res.to_dict()))
             if cache is not None:
-                cache.put_many(model_hash, items)
+                cache.put_many(identity, items)
             stats.computed += len(idx)
             bar.update(len(idx))
 
@@ -78,7 +81,7 @@ def execute(
 def memo_call(
     model: ModelAdapter,
     *,
-    model_hash: str,
+    identity: str,
     known: dict[str, Result],
     cache: RequestCache | None = None,
     resume: bool = False,
@@ -92,7 +95,7 @@ def memo_call(
     def call(requests: Sequence[Request]) -> Results:
         todo = [r for r in requests if r.key() not in known]
         if todo:
-            out, more = execute(model, todo, model_hash=model_hash, cache=cache, resume=resume, progress=False)
+            out, more = execute(model, todo, identity=identity, cache=cache, resume=resume, progress=False)
             known.update(out)
             if stats is not None:
                 stats.cache_hits += more.cache_hits

@@ -7,17 +7,20 @@
       k: 5
 
 Precedence, lowest first: the kind's defaults, the spec's ``options``, the config file, ``--set``.
+An option's former name (its kind's ``Options.renamed``) still works for a release, with a
+one-line deprecation notice.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
-from trustslm.core.errors import BadInputError
+from trustslm.core.errors import BadInputError, TrustSLMDeprecationWarning
 from trustslm.core.specs import ProbeSpec
 from trustslm.core.textfiles import first_validation_error, read_yaml_mapping
 from trustslm.probes.base import ProbeOptions
@@ -54,9 +57,10 @@ def load_config(path: str | Path) -> tuple[Overrides, Path]:
 
 
 def build_options(spec: ProbeSpec, options_cls: type[ProbeOptions], *layers: dict[str, Any]) -> ProbeOptions:
-    merged: dict[str, Any] = dict(spec.options)
-    for layer in layers:
-        merged.update(layer)
+    """``spec``'s options under ``layers`` (lowest first), validated by ``options_cls``."""
+    merged: dict[str, Any] = {}
+    for layer in (spec.options, *layers):
+        merged.update(_current_names(spec.id, options_cls, layer))
     try:
         return options_cls.model_validate(merged)
     except ValidationError as exc:
@@ -65,3 +69,19 @@ def build_options(spec: ProbeSpec, options_cls: type[ProbeOptions], *layers: dic
             known = ", ".join(sorted(options_cls.model_fields))
             raise BadInputError(f"{spec.id}: unknown option {loc!r} (options: {known})") from None
         raise BadInputError(f"{spec.id}.{loc}: {msg}") from None
+
+
+def _current_names(probe_id: str, options_cls: type[ProbeOptions], layer: dict[str, Any]) -> dict[str, Any]:
+    """``layer`` with former option names replaced by current ones (the current name winning
+    where a layer gives both), each with a deprecation notice."""
+    out = {}
+    for key, value in layer.items():
+        new = options_cls.renamed.get(key)
+        if new is None:
+            out[key] = value
+            continue
+        warnings.warn(f"option {probe_id}.{key} is deprecated; it is now {probe_id}.{new}",
+                      TrustSLMDeprecationWarning, stacklevel=4)
+        if new not in layer:
+            out[new] = value
+    return out

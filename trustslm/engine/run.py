@@ -1,10 +1,11 @@
 """One audit, start to finish: plan the probes, load their data, load the model, run every
 request once, score, aggregate; :func:`trustslm.api.audit`, the public entry point, applies the gate.
 
-Bad input (unknown probes, bad options, unreadable data, a bad policy) is detected before the
-model is loaded, so it fails fast with exit code 2. A probe whose needs the model can't meet is
-recorded as skipped; a probe that fails while scoring is recorded as an error and the others
-still produce their results.
+Bad input (unknown probes, bad options, unreadable data, a named scorer that can't load, a bad
+policy) is detected before the model is loaded, so it fails fast with exit code 2. A probe whose
+needs the model can't meet, or that raises ``ProbeSkipped`` in any phase, is recorded as skipped
+with the reason; a probe that fails while scoring is recorded as an error and the others still
+produce their results.
 """
 
 from __future__ import annotations
@@ -35,8 +36,17 @@ from trustslm.core.types import (
 from trustslm.engine.cache import RequestCache
 from trustslm.engine.execute import execute, memo_call
 from trustslm.engine.options import Overrides, build_options
-from trustslm.models.base import ModelAdapter
-from trustslm.probes.base import LoadedData, Probe, ProbeContext, ProbeSkipped, Results
+from trustslm.models.base import ModelAdapter, model_info
+from trustslm.probes.base import (
+    FileOption,
+    LoadedData,
+    Probe,
+    ProbeContext,
+    ProbeSkipped,
+    Results,
+    ScorerOption,
+    marked_options,
+)
 from trustslm.scoring.aggregate import (
     Scored,
     aggregate,
@@ -82,31 +92,26 @@ def plan(
     planned = []
     for spec in specs:
         kind = registry.probe_kind(spec.kind)
-        from_config, from_cli = _config_paths(config.get(spec.id, {}), config_dir), overrides.get(spec.id, {})
+        from_cli = overrides.get(spec.id, {})
         scorable = {m.name for m in kind.metrics if m.bootstrap}
         unknown_scoring = set(spec.scoring) - scorable
         if unknown_scoring:
             raise BadInputError(f"probe spec {spec.id} scores unknown or unscorable metric(s) {sorted(unknown_scoring)}")
-        scorer_layer = {f: scorer for f in SCORER_OPTIONS if scorer and f in kind.Options.model_fields}
+        from_config = _config_paths(config.get(spec.id, {}), kind.Options, config_dir)
+        scorer_layer = dict.fromkeys(marked_options(kind.Options, ScorerOption), scorer) if scorer else {}
         options = build_options(spec, kind.Options, spec.quick if quick else {}, discovered.get(spec.id, {}),
                                 from_config, scorer_layer, from_cli)
         planned.append(PlannedProbe(probe=kind(spec, options)))
     return planned
 
 
-#: Probe options that name a toxicity scorer (set together by ``--scorer``).
-SCORER_OPTIONS = ("scorer", "toxicity_scorer")
-
-#: Probe options that name files; relative ones in a config file are read from the config's folder.
-PATH_OPTIONS = ("data", "wrappers", "members", "non_members", "known_pii")
-
-
-def _config_paths(options: dict, config_dir: Path | None) -> dict:
-    """``options`` with relative file paths made relative to ``config_dir``."""
+def _config_paths(options: dict, options_cls: type, config_dir: Path | None) -> dict:
+    """``options`` with relative paths in its file options (:class:`FileOption`) made relative to
+    ``config_dir``."""
     if config_dir is None:
         return options
     fixed = dict(options)
-    for key in PATH_OPTIONS:
+    for key in marked_options(options_cls, FileOption):
         value = fixed.get(key)
         if isinstance(value, str) and value and not value.startswith(("builtin:", "hf:", "~")) \
                 and not Path(value).is_absolute():
@@ -115,8 +120,9 @@ def _config_paths(options: dict, config_dir: Path | None) -> dict:
 
 
 def load_data(planned: list[PlannedProbe], ctx: ProbeContext) -> None:
-    """Read every probe's data (and what it needs besides the model); a probe that can't run
-    here is marked skipped, bad data raises."""
+    """Read every probe's data and load the scorers its options name (what it needs besides the
+    model); a probe that can't run here is marked skipped, bad data raises."""
+    scorers: dict[str, Any] = {}  # one load per scorer spec, shared by the probes naming it
     for p in planned:
         start = time.perf_counter()
         own = p.probe.options.limit  # type: ignore[attr-defined]
@@ -126,9 +132,32 @@ def load_data(planned: list[PlannedProbe], ctx: ProbeContext) -> None:
             probe_ctx = ctx
         try:
             p.data = p.probe.load(probe_ctx)
+            _load_scorers(p.probe, ctx, scorers)
         except ProbeSkipped as exc:
             p.status, p.reason = "skipped", str(exc)
         p.seconds += time.perf_counter() - start
+
+
+def _load_scorers(probe: Probe, ctx: ProbeContext, loaded: dict[str, Any]) -> None:
+    """Load every scorer ``probe``'s options name into ``probe.scorers``, by the one rule of
+    :class:`~trustslm.probes.base.ScorerOption`: a named scorer that can't load raises
+    ``BadInputError``; ``auto`` finding none skips the probe (a required option) or leaves None."""
+    from trustslm.core.errors import ScorerUnavailableError
+    from trustslm.scorers.base import make_scorer
+
+    for name, marker in marked_options(type(probe.options), ScorerOption).items():
+        spec = getattr(probe.options, name)
+        if spec not in loaded:
+            try:
+                loaded[spec] = make_scorer(spec, ctx.registry)
+            except ScorerUnavailableError as exc:
+                loaded[spec] = exc
+        scorer = loaded[spec]
+        if isinstance(scorer, ScorerUnavailableError):
+            if marker.required:
+                raise ProbeSkipped(str(scorer))
+            scorer = None
+        probe.scorers[name] = scorer
 
 
 def environment() -> Environment:
@@ -159,7 +188,7 @@ def run(
     context, with the model's capabilities and tokenizer."""
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
-    info = model.info()
+    info = model_info(model)  # with its identity, which the cache keys on
     seed, limit, progress = ctx.seed, ctx.limit, ctx.progress
 
     for p in planned:
@@ -180,12 +209,12 @@ def run(
 
     active = [p for p in planned if p.status == "ok"]
     all_requests = [r for p in active for r in p.requests]
-    results, stats = execute(model, all_requests, model_hash=info.hash, cache=cache, resume=resume,
+    results, stats = execute(model, all_requests, identity=info.identity, cache=cache, resume=resume,
                              progress=progress)
     _attribute_model_time(active, stats.seconds)
     for p in active:
         if type(p.probe).adapt is not Probe.adapt:
-            _adapt(p, model, info.hash, cache, resume, stats, ctx, known=results)
+            _adapt(p, model, info.identity, cache, resume, stats, ctx, known=results)
 
     probe_results: list[ProbeResult] = []
     probe_scores: dict[str, tuple[str, Scored]] = {}
@@ -219,14 +248,14 @@ def run(
     return report
 
 
-def _adapt(p: PlannedProbe, model: ModelAdapter, model_hash: str, cache: RequestCache | None, resume: bool,
+def _adapt(p: PlannedProbe, model: ModelAdapter, identity: str, cache: RequestCache | None, resume: bool,
            stats, ctx: ProbeContext, *, known: dict) -> None:
     """Run an adaptive probe's own loop (an attack), its model calls going through the same
     batched, deduplicated and cached path as every other request; results already had in this
     run (``known``, which grows) are not asked for again."""
     start = time.perf_counter()
 
-    engine_call = memo_call(model, model_hash=model_hash, known=known, cache=cache, resume=resume, stats=stats)
+    engine_call = memo_call(model, identity=identity, known=known, cache=cache, resume=resume, stats=stats)
 
     asked = {r.key() for r in p.requests}
 
@@ -274,7 +303,9 @@ def _score_one(p: PlannedProbe, results: Results, ctx: ProbeContext, resamples: 
     try:
         assert p.data is not None
         output = p.probe.score(p.data, results, ctx)
-        computed = compute_metrics(output.units, p.probe.metrics, seed=ctx.seed, probe_id=spec.id,
+        # a metric whose column the units leave out (e.g. toxicity without a scorer) is not measurable here
+        measurable = tuple(m for m in p.probe.metrics if not m.column or m.column in output.units.columns)
+        computed = compute_metrics(output.units, measurable, seed=ctx.seed, probe_id=spec.id,
                                    resamples=resamples)
         metrics, parts = [], []
         for c in computed:
@@ -288,6 +319,9 @@ def _score_one(p: PlannedProbe, results: Results, ctx: ProbeContext, resamples: 
             else:
                 metrics.append(c.metric)
         scored = weighted_mean(parts) if parts else None
+    except ProbeSkipped as exc:  # e.g. none of its data could be scored on this model
+        p.seconds += time.perf_counter() - start
+        return ProbeResult(status="skipped", reason=str(exc), wall_time_s=round(p.seconds, 3), **base), None, [], None
     except Exception as exc:  # a probe's failure must not lose the other probes' results
         p.seconds += time.perf_counter() - start
         first = (str(exc).strip().splitlines() or [""])[0]

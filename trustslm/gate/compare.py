@@ -1,8 +1,11 @@
 """Compare two reports of the same probes: every metric, probe, dimension and overall score, old
 against new, with a paired-bootstrap interval of the change.
 
-Pairing. Two reports are comparable probe by probe when both ran the probe with the same kind,
-version and options, on the same data (the datasets' sha256 and the items used), and both wrote
+Pairing. Two reports are comparable probe by probe when both ran the probe with the same kind
+(installed here), version and options, on the same data (the datasets' sha256 and the items used;
+options that name files, :class:`~trustslm.probes.base.FileOption`, are compared through the
+datasets' sha256, not their paths: two models trained on the same canaries keep them in different
+folders), and both wrote
 its unit table (``units.jsonl``). Unit ``i`` is then the same item in both, so one set of
 bootstrap resamples of the unit indices is applied to both tables and each resample gives a
 change; the spread of those changes is the uncertainty of the change itself, smaller than the
@@ -14,6 +17,11 @@ by another version.
 
 Scores (probe, dimension, overall) are recomputed on the same resamples with the installed probe
 specs' scoring rules, so they are compared only where the installed spec has the reports' version.
+They are recomputed through the engine's own functions (:mod:`trustslm.scoring.aggregate`:
+``normalise`` and ``weighted_mean`` for a probe's score, ``combine`` for the dimension and overall
+scores), on the point values as on the replicates, and a score the recomputation does not
+reproduce (an edited report, or another version's rule) is not compared, with the reason
+(:func:`recomputed_scores` gives the recomputed values).
 
 Direction. ``regression`` is how much worse the new value is: ``old - new`` for a metric where
 higher is better, ``new - old`` where lower is better, and the growth of the distance from the
@@ -30,18 +38,20 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
+from trustslm.core.errors import BadInputError
 from trustslm.core.registry import Registry
+from trustslm.core.specs import ProbeSpec, ScoringRule
 from trustslm.core.types import DIMENSIONS, Metric, ProbeResult, TrustReport
 from trustslm.gate.ids import report_with_current_ids
+from trustslm.probes.base import FileOption, marked_options
 from trustslm.scoring import CONFIDENCE
-from trustslm.scoring.aggregate import normalise
+from trustslm.scoring.aggregate import Scored, combine, normalise, weighted_mean
 from trustslm.scoring.metric_def import MetricDef
-from trustslm.scoring.metrics import _bootstrap, _label, _statistic, percentile_interval, probe_rng
+from trustslm.scoring.metrics import group_label, metric_value, percentile_interval, probe_rng, resampled_values
 
-#: Options that name input files: their content is compared through the datasets' sha256, not
-#: their paths (two models trained on the same canaries keep them in different folders).
-FILE_OPTIONS = ("data", "wrappers", "members", "non_members", "known_pii", "training_record")
 DEFAULT_COMPARE_RESAMPLES = 1000
+#: How far a recomputed score may be from the reported one: reports round scores to 4 decimals.
+SCORE_TOLERANCE = 1e-3
 
 Verdict = Literal["better", "worse", "no significant change", "not compared", "only in old", "only in new"]
 
@@ -160,15 +170,20 @@ def _close(reported: float | None, recomputed: float) -> bool:
     return bool(np.isclose(reported, recomputed, rtol=1e-6, atol=1e-9))
 
 
-def _why_not_paired(pid: str, old: ProbeResult, new: ProbeResult, units_old, units_new) -> str | None:
+def _why_not_paired(pid: str, old: ProbeResult, new: ProbeResult, units_old, units_new,
+                    registry: Registry) -> str | None:
     if old.status != "ok" or new.status != "ok":
         bad = old if old.status != "ok" else new
         which = "old" if bad is old else "new"
         return f"{pid} {bad.status} in the {which} report: {bad.reason}"
     if old.kind != new.kind or old.version != new.version:
         return f"{pid} ran as {old.kind} v{old.version} in the old report and {new.kind} v{new.version} in the new"
-    o_opts = {k: v for k, v in old.options.items() if k not in FILE_OPTIONS}
-    n_opts = {k: v for k, v in new.options.items() if k not in FILE_OPTIONS}
+    try:
+        files = marked_options(registry.probe_kind(old.kind).Options, FileOption)
+    except (BadInputError, ImportError):  # a kind not installed here: compare the values only
+        return f"probe kind {old.kind} is not installed here"
+    o_opts = {k: v for k, v in old.options.items() if k not in files}
+    n_opts = {k: v for k, v in new.options.items() if k not in files}
     if o_opts != n_opts:
         keys = sorted(k for k in set(o_opts) | set(n_opts) if o_opts.get(k) != n_opts.get(k))
         return f"{pid} ran with different options ({', '.join(keys)})"
@@ -192,7 +207,7 @@ def _values_reproduce(defs: tuple[MetricDef, ...], result: ProbeResult, units) -
             reported = result.metric(defn.name).value
         except KeyError:
             continue
-        if not _close(reported, _statistic(defn, units)):
+        if not _close(reported, metric_value(defn, units)):
             return False
     return True
 
@@ -240,6 +255,8 @@ def compare(old: TrustReport, new: TrustReport, *, registry: Registry | None = N
         probe_reps[pid] = reps
         if reps is None:
             probe_why[pid] = next((c.reason for c in rows if c.reason), f"{pid} was not compared")
+    old_dims, old_overall = combine(_probe_scores(old, {p: r[0] for p, r in probe_reps.items() if r}, resamples))
+    new_dims, new_overall = combine(_probe_scores(new, {p: r[1] for p, r in probe_reps.items() if r}, resamples))
     dim_reps: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
     for dim in DIMENSIONS:
         od, nd = old.dimensions.get(dim), new.dimensions.get(dim)
@@ -250,25 +267,29 @@ def compare(old: TrustReport, new: TrustReport, *, registry: Registry | None = N
             why = f"{dim} was measured in only one report"
         elif od.probes != nd.probes:
             why = f"{dim} was measured by different probes ({', '.join(od.probes)} / {', '.join(nd.probes)})"
+        elif not _follows(old_dims.get(dim), od.score) or not _follows(new_dims.get(dim), nd.score):
+            side = "old" if not _follows(old_dims.get(dim), od.score) else "new"
+            why = f"the {side} report's {dim} score does not follow from its probe scores under the aggregation rule"
         elif any(probe_reps.get(p) is None for p in od.probes):
             bad = next(p for p in od.probes if probe_reps.get(p) is None)
             why = probe_why.get(bad, f"{bad} was not compared")
         else:
-            reps = (np.mean([probe_reps[p][0] for p in od.probes], axis=0),  # type: ignore[index]
-                    np.mean([probe_reps[p][1] for p in od.probes], axis=0))  # type: ignore[index]
+            reps = (old_dims[dim].replicates, new_dims[dim].replicates)
         dim_reps[dim] = reps
         changes.append(_paired_change(dim, "dimension", dim, od.score if od else None, nd.score if nd else None,
                                       True, None, *(reps or (None, None)), reason=why))
     why = None
     if old.overall.dimensions_measured != new.overall.dimensions_measured:
         why = "the reports measured different dimensions"
+    elif not _overall_follows(old, old_dims, old_overall) or not _overall_follows(new, new_dims, new_overall):
+        side = "old" if not _overall_follows(old, old_dims, old_overall) else "new"
+        why = f"the {side} report's overall score does not follow from its dimension scores under the aggregation rule"
     elif any(dim_reps.get(d) is None for d in old.overall.dimensions_measured):
         bad = next(d for d in old.overall.dimensions_measured if dim_reps.get(d) is None)
         why = next((c.reason for c in changes if c.target == bad), f"{bad} was not compared")
     reps = None
-    if why is None and old.overall.dimensions_measured:
-        reps = (np.mean([dim_reps[d][0] for d in old.overall.dimensions_measured], axis=0),  # type: ignore[index]
-                np.mean([dim_reps[d][1] for d in old.overall.dimensions_measured], axis=0))  # type: ignore[index]
+    if why is None and old_overall is not None and new_overall is not None:
+        reps = (old_overall.replicates, new_overall.replicates)
     if old.overall.score is not None or new.overall.score is not None:
         changes.append(_paired_change("overall", "overall", None, old.overall.score, new.overall.score, True, None,
                                       *(reps or (None, None)), reason=why))
@@ -278,13 +299,8 @@ def compare(old: TrustReport, new: TrustReport, *, registry: Registry | None = N
 
 def _compare_probe(pid: str, o: ProbeResult, n: ProbeResult, u_old, u_new, registry: Registry, resamples: int,
                    seed: int, wanted: set[str] | None) -> tuple[list[Change], tuple[np.ndarray, np.ndarray] | None]:
-    why = _why_not_paired(pid, o, n, u_old, u_new)
-    defs: tuple[MetricDef, ...] = ()
-    if why is None:
-        try:
-            defs = registry.probe_kind(o.kind).metrics
-        except Exception:  # noqa: BLE001 - a kind not installed here: compare the values only
-            why = f"probe kind {o.kind} is not installed here"
+    why = _why_not_paired(pid, o, n, u_old, u_new, registry)
+    defs: tuple[MetricDef, ...] = registry.probe_kind(o.kind).metrics if why is None else ()
     if why is None:
         for side, result, units in (("old", o, u_old), ("new", n, u_new)):
             if not _values_reproduce(defs, result, units):
@@ -336,7 +352,7 @@ def _paired_replicates(pid, defs, u_old, u_new, resamples, seed, wanted=None):
         def put(ref: str, d: MetricDef, a, b, i, _basic=is_basic):
             if wanted is not None and ref not in wanted:
                 return
-            ro, rn = _bootstrap(d, a, i), _bootstrap(d, b, i)
+            ro, rn = resampled_values(d, a, i), resampled_values(d, b, i)
             if _basic:
                 basic.add(ref)
             reps[ref] = (ro, rn)
@@ -349,13 +365,13 @@ def _paired_replicates(pid, defs, u_old, u_new, resamples, seed, wanted=None):
             a, b = u_old[col].map(_label_or_nan), u_new[col].map(_label_or_nan)
             same = bool((a.fillna("\0") == b.fillna("\0")).all())
             for value in sorted(set(u_old[col].dropna().unique()) | set(u_new[col].dropna().unique()), key=str):
-                ref = f"{pid}.{defn.name}[{col}={_label(value)}]"
+                ref = f"{pid}.{defn.name}[{col}={group_label(value)}]"
                 if not same:
                     group_why[ref] = f"units fall into {col} groups differently in the two reports (it depends on the model)"
                     continue
                 mask = (u_old[col] == value).to_numpy()
                 so, sn = u_old[mask].reset_index(drop=True), u_new[mask].reset_index(drop=True)
-                sub_rng = probe_rng(seed, pid, salt=f"compare|{defn.name}|{col}={_label(value)}")
+                sub_rng = probe_rng(seed, pid, salt=f"compare|{defn.name}|{col}={group_label(value)}")
                 put(ref, defn, so, sn, sub_rng.integers(0, len(so), size=(resamples, len(so))))
         for level in defn.at:
             at_defn = replace(defn, statistic=partial(defn.statistic_at, level=level), fast_statistic=None, at=())
@@ -382,7 +398,7 @@ def _wanted(targets: set[str] | None, old: TrustReport, new: TrustReport, regist
 def _label_or_nan(value):
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
-    return _label(value)
+    return group_label(value)
 
 
 def _score_replicates(pid: str, o: ProbeResult, n: ProbeResult, reps, registry: Registry):
@@ -393,8 +409,8 @@ def _score_replicates(pid: str, o: ProbeResult, n: ProbeResult, reps, registry: 
         return None, f"{pid} is not installed here, so its scoring rules are unknown"
     if spec.version != o.version:
         return None, f"the installed {pid} is v{spec.version}; the reports used v{o.version}"
-    parts_o, parts_n, weights = [], [], []
-    point_o = []
+    parts_o: list[tuple[Scored, float]] = []
+    parts_n: list[tuple[Scored, float]] = []
     for name, rule in spec.scoring.items():
         ref = f"{pid}.{name}"
         mo, mn = _value_or_none(o, name), _value_or_none(n, name)
@@ -405,16 +421,68 @@ def _score_replicates(pid: str, o: ProbeResult, n: ProbeResult, reps, registry: 
         if ref not in reps:
             return None, f"{ref} has no paired resamples"
         ro, rn = reps[ref]
-        parts_o.append(normalise(ro, rule, mo.higher_is_better))
-        parts_n.append(normalise(rn, rule, mn.higher_is_better))
-        point_o.append(normalise(mo.value, rule, mo.higher_is_better))
-        weights.append(rule.weight)
-    if not weights:
+        parts_o.append((_scored_metric(mo, rule, ro), rule.weight))
+        parts_n.append((_scored_metric(mn, rule, rn), rule.weight))
+    if not parts_o:
         return None, f"{pid} scores no metric"
-    w = np.asarray(weights, dtype=float)
-    if abs(float(np.average(point_o, weights=w)) - o.score.score) > 1e-3:  # reported scores are rounded
-        return None, f"{pid}'s score does not follow from its metrics under the installed scoring rules"
-    return (np.average(np.stack(parts_o), axis=0, weights=w), np.average(np.stack(parts_n), axis=0, weights=w)), None
+    so, sn = weighted_mean(parts_o), weighted_mean(parts_n)
+    for side, scored, result in (("old", so, o), ("new", sn, n)):
+        if not _follows(scored, result.score.score):
+            return None, f"{pid}'s score in the {side} report does not follow from its metrics under the installed scoring rules"
+    return (so.replicates, sn.replicates), None
+
+
+def _scored_metric(m: Metric, rule: ScoringRule, replicates: np.ndarray) -> Scored:
+    """A metric's 0-100 score and its replicates, as the engine scores it."""
+    return Scored(normalise(m.value, rule, m.higher_is_better), normalise(replicates, rule, m.higher_is_better))
+
+
+def _probe_point(result: ProbeResult, spec: ProbeSpec) -> Scored | None:
+    """A probe's score recomputed from its metric values under ``spec``'s scoring rules (no replicates)."""
+    parts = [(_scored_metric(m, rule, np.empty(0)), rule.weight) for name, rule in spec.scoring.items()
+             if (m := _value_or_none(result, name)) is not None]
+    return weighted_mean(parts) if parts else None
+
+
+def _probe_scores(report: TrustReport, replicates: dict[str, np.ndarray], resamples: int) -> dict[str, tuple[str, Scored]]:
+    """The report's probe scores with their paired replicates (NaN where a probe has none), as
+    :func:`~trustslm.scoring.aggregate.combine` takes them."""
+    missing = np.full(resamples, np.nan)
+    return {r.probe_id: (r.dimension, Scored(r.score.score, replicates.get(r.probe_id, missing)))
+            for r in report.results if r.score is not None}
+
+
+def _follows(recomputed: Scored | None, reported: float | None) -> bool:
+    if recomputed is None or reported is None:
+        return recomputed is None and reported is None
+    return abs(recomputed.value - reported) <= SCORE_TOLERANCE
+
+
+def _overall_follows(report: TrustReport, dims: dict[str, Scored], overall: Scored | None) -> bool:
+    return list(dims) == list(report.overall.dimensions_measured) and _follows(overall, report.overall.score)
+
+
+def recomputed_scores(report: TrustReport, *, registry: Registry | None = None) -> dict[str, float]:
+    """The report's scores as the gate recomputes them (target -> value): each probe's from its
+    metric values under the installed spec's scoring rules (left out where the installed spec is
+    missing or of another version), each dimension's and the overall from the report's probe
+    scores under the aggregation rule. They equal the report's own up to its rounding
+    (:data:`SCORE_TOLERANCE`) unless the report was edited or made under other rules."""
+    registry = registry or Registry()
+    report = report_with_current_ids(report, registry)
+    out: dict[str, float] = {}
+    for r in report.results:
+        spec = registry.specs.get(r.probe_id)
+        if r.score is None or spec is None or spec.version != r.version:
+            continue
+        point = _probe_point(r, spec)
+        if point is not None:
+            out[r.probe_id] = point.value
+    dims, overall = combine(_probe_scores(report, {}, 0))
+    out.update({dim: s.value for dim, s in dims.items()})
+    if overall is not None:
+        out["overall"] = overall.value
+    return out
 
 
 def _value_or_none(result: ProbeResult, name: str) -> Metric | None:

@@ -31,7 +31,7 @@ before the template's text. Cost: k prefixes add k forward passes over the texts
 batch and per generated token (the prefix itself is run once per batch and its key/value cache
 shared by the rows; generation re-reads the prefixed texts at every step, with no cache across
 steps). The perplexity cost can be large on a small model: measured on SmolLM2-135M under
-Measured in the README, where a smaller ``decay_constant`` (or the authors' ``epsilon`` floor)
+Measured in docs/measured.md, where a smaller ``decay_constant`` (or the authors' ``epsilon`` floor)
 debiases less and costs less.
 """
 

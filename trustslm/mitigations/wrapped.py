@@ -60,12 +60,14 @@ class WrappedModel(ModelAdapter):
         self.batch_size = inner.batch_size
 
     def info(self) -> ModelInfo:
+        """The inner model's info with this step added (to the hash, with its resolved values,
+        and to ``mitigations``), and the identity recomputed over it."""
         base = self.inner.info()
         return base.model_copy(update={
             "hash": sha256_json([base.hash, self.step, self._resolved_hash]),
             "name": f"{base.name}+{self.step['name']}",
             "mitigations": [*base.mitigations, self.step],
-        })
+        }).with_identity()
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], *,
                       on_batch: BatchCallback | None = None) -> list[LoglikelihoodResult]:

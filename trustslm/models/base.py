@@ -9,25 +9,45 @@ Two request types, batch in and batch out, results in request order:
 Requests are frozen and hashable, so the runner can remove duplicates and key its cache on them.
 Sampling is seeded per request (``seed``, ``sample_index``), so a sampled continuation does not
 depend on which other requests shared its batch.
+
+A backend is one module: a :class:`ModelAdapter` subclass with its typed :attr:`ModelAdapter.Options`
+(a :class:`BackendOptions` subclass), a :meth:`ModelAdapter.create` that builds it from the text after
+``KIND:`` and those options, the :data:`capabilities <KNOWN_CAPABILITIES>` it has and the batch
+methods they call for, and an :meth:`ModelAdapter.info` describing what its outputs depend on.
+It is registered under its kind in the ``trustslm.models`` entry-point group; the user names it
+as ``KIND:ARG`` with ``--model-arg KEY=VALUE`` (``model_args={...}`` in the API) for its options.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Union
+from typing import Any, ClassVar, Union
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from trustslm.core.errors import BadInputError, ProbeSkipped
 from trustslm.core.hashing import canonical_json
 from trustslm.core.types import ModelInfo
 
 #: Capabilities a model can declare and a probe can need.
+#: :class:`LoglikelihoodRequest`: log P(continuation | context).
 LOGLIKELIHOOD = "loglikelihood"
+#: :class:`GenerateRequest`: continuations, greedy or seeded samples.
 GENERATE = "generate"
+#: ``chat=True`` requests are wrapped in the model's own chat template.
 CHAT_TEMPLATE = "chat_template"
-TOKEN_SCORES = "token_scores"
-KNOWN_CAPABILITIES = frozenset({LOGLIKELIHOOD, GENERATE, CHAT_TEMPLATE, TOKEN_SCORES})
+#: :class:`TokenScoresRequest`: each token's log-probability (``TokenScoresResult.logprobs``).
+TOKEN_LOGPROBS = "token_logprobs"
+#: :class:`TokenScoresRequest` also gives the mean and standard deviation of log p over the whole
+#: vocabulary at each position (``mu``, ``sigma``; Min-K%++ needs them).
+VOCAB_STATS = "vocab_stats"
+#: :meth:`ModelAdapter.split_tokens` cuts text at the model's own token boundaries. A backend
+#: without one raises :class:`~trustslm.core.errors.ProbeSkipped` there instead of guessing.
+TOKENIZER = "tokenizer"
+KNOWN_CAPABILITIES = frozenset({LOGLIKELIHOOD, GENERATE, CHAT_TEMPLATE, TOKEN_LOGPROBS, VOCAB_STATS, TOKENIZER})
 #: Requests per forward pass, unless the user sets one.
 DEFAULT_BATCH_SIZE = 32
 
@@ -106,8 +126,9 @@ class GenerateRequest:
 @dataclass(frozen=True)
 class TokenScoresRequest:
     """Per-token scores of ``text`` conditioned on the BOS token (as an empty-context
-    log-likelihood): each token's log-probability, and the mean and standard deviation of
-    log p(z) over the vocabulary at its position (z drawn from the model's distribution), which
+    log-likelihood): each token's log-probability (capability ``token_logprobs``) and, from a
+    model with capability ``vocab_stats``, the mean and standard deviation of log p(z) over the
+    vocabulary at its position (z drawn from the model's distribution), which
     membership-inference attacks such as Min-K%++ need."""
 
     text: str
@@ -152,8 +173,8 @@ class GenerationResult:
 @dataclass(frozen=True)
 class TokenScoresResult:
     logprobs: list[float]
-    mu: list[float]
-    sigma: list[float]
+    mu: list[float] | None = None  # None from a model without the vocab_stats capability
+    sigma: list[float] | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -172,6 +193,14 @@ RESULT_TYPES: dict[str, type] = {
 BatchCallback = Callable[[Sequence[int], Sequence[Result]], None]
 
 
+class BackendOptions(BaseModel):
+    """Base of every backend's options (``--model-arg KEY=VALUE``): unknown options are errors.
+    Values from the command line arrive as strings and are converted by the field types."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    batch_size: int = Field(default=DEFAULT_BATCH_SIZE, ge=1, description="Requests per forward pass.")
+
+
 class ModelAdapter(ABC):
     """Batch in, batch out; results in request order.
 
@@ -179,14 +208,56 @@ class ModelAdapter(ABC):
     ``batch_size`` and call ``on_batch`` after each batch. Batches are contiguous runs of one
     deterministic order, so a call interrupted after k batches and resumed with the remaining
     requests forms exactly the batches the uninterrupted call would have formed.
+
+    A backend implements the batch method of each capability it declares
+    (``_loglikelihood_batch``, ``_generate_batch``, ``_token_scores_batch``), :meth:`split_tokens`
+    if it has the ``tokenizer`` capability, :meth:`info`, and :meth:`create` with its
+    :attr:`Options`.
     """
 
+    #: What the backend can do (see :data:`KNOWN_CAPABILITIES`); probes needing more are skipped.
     capabilities: frozenset[str] = frozenset()
     batch_size: int = DEFAULT_BATCH_SIZE
+    #: The backend's name, for :attr:`ModelInfo.backend` and error messages (default: the class name).
+    backend: ClassVar[str] = ""
+    #: The backend's typed options; :meth:`from_spec` checks them.
+    Options: ClassVar[type[BackendOptions]] = BackendOptions
+
+    @classmethod
+    def from_spec(cls, spec: str, options: Mapping[str, Any] | BackendOptions | None = None) -> ModelAdapter:
+        """The adapter ``spec`` names (the text after ``KIND:``), built with ``options`` checked
+        against :attr:`Options`; an unknown or bad option is a one-line ``BadInputError``."""
+        return cls.create(spec, cls.check_options(options))
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any] | BackendOptions | None) -> BackendOptions:
+        """``options`` as :attr:`Options`; an unknown or bad option is a one-line ``BadInputError``."""
+        if isinstance(options, cls.Options):
+            return options
+        from trustslm.core.textfiles import first_validation_error
+
+        name = cls.backend or cls.__name__
+        try:
+            return cls.Options.model_validate(dict(options or {}))
+        except ValidationError as exc:
+            loc, msg, kind = first_validation_error(exc)
+            known = ", ".join(sorted(cls.Options.model_fields))
+            if kind == "extra_forbidden":
+                raise BadInputError(f"{name} model: unknown option {loc!r} (options: {known})") from None
+            raise BadInputError(f"{name} model option {loc}: {msg}") from None
+
+    @classmethod
+    def create(cls, spec: str, options: Any) -> ModelAdapter:
+        """Build the adapter from the text after ``KIND:`` and its checked :attr:`Options`
+        (backends override this; :meth:`from_spec` calls it)."""
+        raise BadInputError(f"the {cls.backend or cls.__name__} model can't be built from a name")
 
     @abstractmethod
     def info(self) -> ModelInfo:
-        """Identity and provenance of the model (copied into the report)."""
+        """Provenance of the model (copied into the report), with its identity: build the
+        :class:`ModelInfo` with every field its outputs depend on and return
+        ``info.with_identity()``. An adapter that leaves ``identity`` unset gets it computed
+        from its info (:func:`model_info`)."""
 
     def loglikelihood(
         self, requests: Sequence[LoglikelihoodRequest], *, on_batch: BatchCallback | None = None
@@ -205,8 +276,9 @@ class ModelAdapter(ABC):
 
     def split_tokens(self, text: str, k: int) -> tuple[str, str]:
         """``text`` cut after its first ``k`` tokens: (head, rest), with head + rest == text
-        where the tokenizer allows. The base version counts whitespace-separated words."""
-        return split_words(text, k)
+        where the tokenizer allows. Backends with the ``tokenizer`` capability implement it; the
+        base version says there is none (a probe that counts tokens is skipped with that reason)."""
+        raise ProbeSkipped(f"the model ({self.backend or type(self).__name__}) has no tokenizer to count tokens with")
 
     # -- for implementations ------------------------------------------------------------------
     def batch_order(self, requests: Sequence[Request]) -> list[int]:
@@ -244,20 +316,30 @@ class ModelAdapter(ABC):
                 on_batch(idx, out)
         return results  # type: ignore[return-value]
 
-    @abstractmethod
     def _loglikelihood_batch(self, batch: list[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
-        """One batch (already ordered by :meth:`batch_order`)."""
+        """One batch (already ordered by :meth:`batch_order`); adapters with the
+        ``loglikelihood`` capability implement it."""
+        raise NotImplementedError(f"{type(self).__name__} has no log-likelihoods")
 
-    @abstractmethod
     def _generate_batch(self, batch: list[GenerateRequest]) -> list[GenerationResult]:
-        """One batch (already ordered by :meth:`batch_order`)."""
+        """One batch (already ordered by :meth:`batch_order`); adapters with the ``generate``
+        capability implement it."""
+        raise NotImplementedError(f"{type(self).__name__} does not generate")
 
     def _token_scores_batch(self, batch: list[TokenScoresRequest]) -> list[TokenScoresResult]:
-        """One batch; adapters with the ``token_scores`` capability implement it."""
+        """One batch; adapters with the ``token_logprobs`` capability implement it (and fill
+        ``mu`` and ``sigma`` when they also have ``vocab_stats``)."""
         raise NotImplementedError(f"{type(self).__name__} has no token scores")
 
     def close(self) -> None:
         """Free memory held by the model."""
+
+
+def model_info(model: ModelAdapter) -> ModelInfo:
+    """``model.info()`` with its identity, computed from the info where the adapter set none
+    (the request cache keys on it)."""
+    info = model.info()
+    return info if info.identity else info.with_identity()
 
 
 def split_words(text: str, k: int) -> tuple[str, str]:

@@ -17,16 +17,22 @@ import hashlib
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from trustslm.core.errors import BadInputError, ModelFormatError
+from trustslm.core.hashing import sha256_json, sha256_text
 from trustslm.core.types import FileRecord, ModelInfo
 from trustslm.models.base import (
     CHAT_TEMPLATE,
     DEFAULT_BATCH_SIZE,
     GENERATE,
     LOGLIKELIHOOD,
-    TOKEN_SCORES,
+    TOKEN_LOGPROBS,
+    TOKENIZER,
+    VOCAB_STATS,
+    BackendOptions,
     GenerateRequest,
     GenerationResult,
     LoglikelihoodRequest,
@@ -40,8 +46,22 @@ from trustslm.models.base import (
 from trustslm.models.validate import ModelLayout
 
 
+class HFOptions(BackendOptions):
+    """Options of a Hugging Face model (``--model-arg KEY=VALUE``; the first three have their own
+    ``audit`` flags too)."""
+
+    allow_pickle: bool = Field(default=False, description="Load pickle weights when there are no safetensors.")
+    allow_download: bool = Field(default=False, description="Fetch a Hugging Face hub id.")
+    cache_dir: Path | None = Field(default=None, description="Where the demo model and file hashes are kept.")
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    device: str = Field(default="cpu", pattern=r"^(cpu|cuda|mps)(:\d+)?$", description="cpu, cuda[:N] or mps.")
+
+
 class HFModel(ModelAdapter):
     """A causal LM loaded with transformers from a checked :class:`ModelLayout`."""
+
+    backend = "transformers"
+    Options = HFOptions
 
     def __init__(
         self,
@@ -57,9 +77,11 @@ class HFModel(ModelAdapter):
         device: str = "cpu",
     ):
         import torch
+        import transformers
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.layout = layout
+        self._versions = {"transformers": transformers.__version__, "torch": torch.__version__}
         self._spec, self._files, self._hash, self._source = spec, files, model_hash, source
         self._name = name or (layout.gguf_file.stem if layout.gguf_file else layout.folder.name)
         self.batch_size = batch_size
@@ -92,7 +114,7 @@ class HFModel(ModelAdapter):
         self.prefix_token_id = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
         self.max_length = _max_length(self.model.config, tok)
         self.has_chat_template = bool(getattr(tok, "chat_template", None))
-        caps = {LOGLIKELIHOOD, GENERATE, TOKEN_SCORES}
+        caps = {LOGLIKELIHOOD, GENERATE, TOKEN_LOGPROBS, VOCAB_STATS, TOKENIZER}
         if self.has_chat_template:
             caps.add(CHAT_TEMPLATE)
         self.capabilities = frozenset(caps)
@@ -114,21 +136,14 @@ class HFModel(ModelAdapter):
         return new
 
     @classmethod
-    def from_spec(
-        cls,
-        text: str,
-        *,
-        allow_pickle: bool = False,
-        allow_download: bool = False,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        cache_dir: Path | None = None,
-    ) -> HFModel:
+    def create(cls, text: str, options: HFOptions) -> HFModel:
         """A Hugging Face folder, a GGUF file or folder, the demo model, or (if allowed) a hub id."""
         from trustslm.core.resources import cache_dir as default_cache_dir
         from trustslm.models import demo
         from trustslm.models.validate import inspect_model_path
 
-        cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        _check_device(options.device)
+        cache = Path(options.cache_dir) if options.cache_dir is not None else default_cache_dir()
         source = None
         name = None
         if demo.is_demo_name(text) and not Path(text).exists():
@@ -137,17 +152,17 @@ class HFModel(ModelAdapter):
         else:
             path = Path(text).expanduser()
             if not path.exists() and _HUB_ID.match(text):
-                if not allow_download:
+                if not options.allow_download:
                     raise ModelFormatError(
                         f"model path does not exist: {text} (to fetch it from the Hugging Face hub, "
                         "pass --allow-download)"
                     )
                 path, name = _download(text), text
-        layout = inspect_model_path(path, allow_pickle=allow_pickle)
+        layout = inspect_model_path(path, allow_pickle=options.allow_pickle)
         files, model_hash = describe_files(layout, memo_dir=cache)
         return cls(
             layout, spec=text, files=files, model_hash=model_hash, source=source, name=name,
-            batch_size=batch_size,
+            batch_size=options.batch_size, dtype=options.dtype, device=options.device,
         )
 
     # -- identity ---------------------------------------------------------------------------
@@ -165,7 +180,11 @@ class HFModel(ModelAdapter):
             dtype=self._dtype,
             capabilities=sorted(self.capabilities),
             chat_template=self.has_chat_template,
-        )
+            backend=self.backend,
+            backend_versions=self._versions,
+            device=self.device.type,
+            chat_template_sha256=_template_sha256(self.tokenizer.chat_template) if self.has_chat_template else None,
+        ).with_identity()
 
     def close(self) -> None:
         self.model = None  # type: ignore[assignment]
@@ -416,6 +435,20 @@ class PerRowSampler:
         out = torch.full_like(scores, float("-inf"))
         out[torch.arange(scores.shape[0], device=scores.device), choice.to(scores.device)] = 0.0
         return out
+
+
+def _template_sha256(template: Any) -> str:
+    """sha256 of a chat template's text (of the canonical JSON of a tokenizer's named templates)."""
+    return sha256_text(template) if isinstance(template, str) else sha256_json(template)
+
+
+def _check_device(device: str) -> None:
+    """A device torch has here, or a one-line ``BadInputError``."""
+    import torch
+
+    kind = device.partition(":")[0]
+    if kind == "cuda" and not torch.cuda.is_available() or kind == "mps" and not torch.backends.mps.is_available():
+        raise BadInputError(f"device {device!r} is not available here")
 
 
 def _max_length(config: Any, tokenizer: Any) -> int:

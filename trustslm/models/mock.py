@@ -3,7 +3,7 @@
 The script is a dict (or a YAML file holding one) with any of these keys::
 
     name: my-mock
-    capabilities: [loglikelihood, generate]     # default: loglikelihood, generate, token_scores
+    capabilities: [loglikelihood, generate]     # default: all but chat_template (a "token" is a word)
     loglikelihood:                              # continuation (or context + continuation) -> logprob
       "The nurse said she was tired.": -20.5
     generate:                                   # first rule whose `match` is in the prompt wins
@@ -30,8 +30,12 @@ from trustslm.core.types import ModelInfo
 from trustslm.models.base import (
     DEFAULT_BATCH_SIZE,
     GENERATE,
+    KNOWN_CAPABILITIES,
     LOGLIKELIHOOD,
-    TOKEN_SCORES,
+    TOKEN_LOGPROBS,
+    TOKENIZER,
+    VOCAB_STATS,
+    BackendOptions,
     GenerateRequest,
     GenerationResult,
     LoglikelihoodRequest,
@@ -44,10 +48,14 @@ from trustslm.models.base import (
 )
 
 _ALLOWED_KEYS = {"name", "capabilities", "loglikelihood", "generate", "default_response"}
+DEFAULT_CAPABILITIES = (LOGLIKELIHOOD, GENERATE, TOKEN_LOGPROBS, VOCAB_STATS, TOKENIZER)
 
 
 class ScriptedModel(ModelAdapter):
     """Answers from a script; counts the requests it served in :attr:`calls`."""
+
+    backend = "mock"
+    Options = BackendOptions
 
     def __init__(self, script: dict[str, Any] | str | Path | None = None, *, batch_size: int = DEFAULT_BATCH_SIZE):
         self.spec = "mock"
@@ -60,15 +68,18 @@ class ScriptedModel(ModelAdapter):
             raise BadInputError(
                 f"mock script: unknown key(s) {sorted(unknown)} (allowed: {sorted(_ALLOWED_KEYS)})"
             )
-        self.capabilities = frozenset(self.script.get("capabilities", [LOGLIKELIHOOD, GENERATE, TOKEN_SCORES]))
+        self.capabilities = frozenset(self.script.get("capabilities", DEFAULT_CAPABILITIES))
+        if not self.capabilities <= KNOWN_CAPABILITIES:
+            raise BadInputError(f"mock script: unknown capabilities {sorted(self.capabilities - KNOWN_CAPABILITIES)} "
+                                f"(known: {sorted(KNOWN_CAPABILITIES)})")
         self.batch_size = batch_size
         self.calls = {"loglikelihood": 0, "generate": 0, "token_scores": 0}
         self.batches: list[tuple[str, int]] = []
 
     @classmethod
-    def from_spec(cls, arg: str, *, batch_size: int = DEFAULT_BATCH_SIZE, **_: object) -> ScriptedModel:
+    def create(cls, spec: str, options: BackendOptions) -> ScriptedModel:
         """``mock`` (the default script) or ``mock:SCRIPT.yaml``."""
-        return cls(arg or None, batch_size=batch_size)
+        return cls(spec or None, batch_size=options.batch_size)
 
     def info(self) -> ModelInfo:
         return ModelInfo(
@@ -77,7 +88,12 @@ class ScriptedModel(ModelAdapter):
             name=str(self.script.get("name", "mock")),
             hash=sha256_json(self.script),
             capabilities=sorted(self.capabilities),
-        )
+            backend=self.backend,
+        ).with_identity()
+
+    def split_tokens(self, text: str, k: int) -> tuple[str, str]:
+        """A mock's token is a word (as in generation's ``max_new_tokens``)."""
+        return split_words(text, k)
 
     def _loglikelihood_batch(self, batch: list[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
         self.calls["loglikelihood"] += len(batch)
@@ -106,7 +122,10 @@ class ScriptedModel(ModelAdapter):
             total = float(table[r.text]) if r.text in table else _default_logprob(r.text)
             weights = [1.0 + (_stable_int(f"{i}|{w}") % 100) / 100 for i, w in enumerate(words)] or [1.0]
             lps = [total * w / sum(weights) for w in weights]
-            out.append(TokenScoresResult(logprobs=lps, mu=[-3.0] * len(lps), sigma=[1.0] * len(lps)))
+            if VOCAB_STATS in self.capabilities:
+                out.append(TokenScoresResult(logprobs=lps, mu=[-3.0] * len(lps), sigma=[1.0] * len(lps)))
+            else:
+                out.append(TokenScoresResult(logprobs=lps))
         return out
 
     def _generate_batch(self, batch: list[GenerateRequest]) -> list[GenerationResult]:

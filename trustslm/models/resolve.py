@@ -5,15 +5,21 @@ entry-point group (built-ins: ``mock`` or ``mock:SCRIPT.yaml``, ``hf:PATH``); th
 (``smollm2``); a Hugging Face model folder (safetensors); a ``.gguf`` file or a folder holding
 one; and, only with ``allow_download=True``, a Hugging Face hub id, fetched (safetensors and JSON
 files only) and then checked like any local folder.
+
+``model_args`` are the backend's own options (``--model-arg KEY=VALUE``), checked against its
+``Options``; the loading flags (``allow_pickle``, ``allow_download``, ``batch_size``,
+``cache_dir``) reach the backends whose ``Options`` declare them, and ``model_args`` win over them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from trustslm.core.errors import BadInputError
 from trustslm.core.registry import Registry
-from trustslm.models.base import DEFAULT_BATCH_SIZE, ModelAdapter
+from trustslm.models.base import DEFAULT_BATCH_SIZE, BackendOptions, ModelAdapter
 
 
 def load_model(
@@ -23,23 +29,46 @@ def load_model(
     allow_download: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
     cache_dir: Path | None = None,
+    model_args: Mapping[str, Any] | None = None,
     registry: Registry | None = None,
 ) -> ModelAdapter:
     if isinstance(spec, ModelAdapter):
+        if model_args:
+            raise BadInputError("model arguments are for a model named by a string, not for an adapter object")
         return spec
-    text = str(spec)
-    options = {"allow_pickle": allow_pickle, "allow_download": allow_download,
-               "batch_size": batch_size, "cache_dir": cache_dir}
+    common = {"allow_pickle": allow_pickle, "allow_download": allow_download, "batch_size": batch_size,
+              "cache_dir": cache_dir}
+    cls, arg = backend_for(str(spec), registry=registry)
+    return cls.from_spec(arg, backend_options(cls, common, model_args))
+
+
+def load_hf(text: str, *, model_args: Mapping[str, Any] | None = None, **common: Any) -> ModelAdapter:
+    """A Hugging Face folder, a GGUF file or folder, the demo model, or (if allowed) a hub id."""
+    from trustslm.models.hf import HFModel
+
+    return HFModel.from_spec(text, backend_options(HFModel, common, model_args))
+
+
+def backend_for(text: str, *, registry: Registry | None = None) -> tuple[type[ModelAdapter], str]:
+    """The adapter class ``text`` names and the argument it is built from: a registered
+    ``KIND:`` prefix and what follows it, else the Hugging Face backend and the whole text."""
     prefix, _, rest = text.partition(":")
     if not Path(text).exists() and len(prefix) > 1:
         registry = registry or Registry()
         if prefix in registry.model_kinds():
-            return registry.model_kind(prefix).from_spec(rest, **options)
-    return load_hf(text, **options)
-
-
-def load_hf(text: str, **options: Any) -> ModelAdapter:
-    """A Hugging Face folder, a GGUF file or folder, the demo model, or (if allowed) a hub id."""
+            cls = registry.model_kind(prefix)
+            if not (isinstance(cls, type) and issubclass(cls, ModelAdapter)):
+                raise BadInputError(f"model kind {prefix!r} does not name a ModelAdapter subclass")
+            return cls, rest
     from trustslm.models.hf import HFModel
 
-    return HFModel.from_spec(text, **options)
+    return HFModel, text
+
+
+def backend_options(cls: type[ModelAdapter], common: Mapping[str, Any],
+                    model_args: Mapping[str, Any] | None) -> BackendOptions:
+    """``cls``'s checked options: the ``common`` loading flags it declares, under ``model_args``."""
+    fields = cls.Options.model_fields
+    merged = {k: v for k, v in common.items() if k in fields}
+    merged.update(model_args or {})
+    return cls.check_options(merged)

@@ -24,6 +24,7 @@ from trustslm.data.classification import load_classification
 from trustslm.data.tasks import TASKS
 from trustslm.models.base import LOGLIKELIHOOD
 from trustslm.probes.base import (
+    DataPath,
     LoadedData,
     MetricDef,
     Probe,
@@ -38,7 +39,7 @@ from trustslm.robustness.classifier import label_requests
 
 
 class AdversarialOptions(ProbeOptions):
-    data: str = "builtin:robustness_classification.jsonl"
+    data: DataPath = "builtin:robustness_classification.jsonl"
     format: Literal["auto", "jsonl", "advglue"] = "auto"
     recipes: list[Literal["deepwordbug", "pruthi"]] = Field(default_factory=lambda: ["deepwordbug", "pruthi"],
                                                            min_length=1)

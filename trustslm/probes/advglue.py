@@ -17,6 +17,7 @@ from trustslm.data.classification import load_classification
 from trustslm.data.tasks import TASKS
 from trustslm.models.base import LOGLIKELIHOOD
 from trustslm.probes.base import (
+    DataPath,
     LoadedData,
     MetricDef,
     Probe,
@@ -30,7 +31,7 @@ from trustslm.robustness.classifier import label_requests, predict
 
 
 class AdvGLUEOptions(ProbeOptions):
-    data: str = "builtin:advglue_style.json"
+    data: DataPath = "builtin:advglue_style.json"
     format: Literal["auto", "jsonl", "advglue"] = "auto"
 
 

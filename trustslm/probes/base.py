@@ -1,15 +1,20 @@
 """The probe base class and the small types around it.
 
 A probe kind declares, as class attributes, what it needs from a model (``needs``), its options
-(``Options``, a pydantic model), and the metrics it computes (``metrics``). Its constructor only
-stores the spec and options (scikit-learn's rule). The work is split so that scoring can be tested
+(``Options``, a pydantic model), the metrics it computes (``metrics``) and what it can take from a
+fine-tuning folder (``training_inputs``). Options that name a file or a toxicity scorer say so by
+their type (:data:`DataPath`, :data:`ToxicityScorer`...), which the engine reads. Its constructor
+only stores the spec and options (scikit-learn's rule). The work is split so that scoring can be tested
 without any model and the runner can batch and cache requests across probes:
 
-``load(ctx)`` -> :class:`LoadedData`  (reads the dataset; bad data raises ``DataError``)
+``load(ctx)`` -> :class:`LoadedData`  (reads the dataset; bad data raises ``DataError``; the engine
+                                       then loads the scorers its options name, :attr:`Probe.scorers`)
 ``check(ctx)``                         (raise :class:`ProbeSkipped` when it can't run here)
 ``requests(data, ctx)`` -> list of model requests
 ``adapt(data, call, ctx)``             (optional: an attack's own loop of further model calls)
 ``score(data, results, ctx)`` -> :class:`ProbeOutput` (one row per unit, and samples)
+
+Any of them may raise :class:`ProbeSkipped`: the probe is recorded as skipped, with the reason.
 
 The engine turns ``ProbeOutput.units`` into metric values with bootstrap intervals, using the
 ``metrics`` declarations; probes never compute intervals themselves.
@@ -20,13 +25,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from trustslm.core.errors import ProbeSkipped  # noqa: F401  (re-exported for probe authors)
 from trustslm.core.types import DatasetRecord, ScorerInfo
-from trustslm.models.base import Request, Result, split_words
+from trustslm.models.base import CHAT_TEMPLATE, GenerateRequest, Request, Result, split_words
 from trustslm.scoring.metric_def import MetricDef  # noqa: F401  (re-exported for probe authors)
 
 if TYPE_CHECKING:
@@ -34,14 +39,80 @@ if TYPE_CHECKING:
 
     from trustslm.core.registry import Registry
     from trustslm.core.specs import ProbeSpec
+    from trustslm.scorers.base import Scorer
+
+
+@dataclass(frozen=True)
+class FileOption:
+    """Marks a probe option that names a file (a path, or ``builtin:NAME``, ``hf:...``): a relative
+    path in a config file is read from the config file's folder."""
+
+
+@dataclass(frozen=True)
+class ScorerOption:
+    """Marks a probe option that names a toxicity scorer (``auto``, ``NAME`` or ``NAME:ARG``).
+
+    ``--scorer`` sets every such option. The engine loads the scorer after the probe's ``load()``
+    and puts it in :attr:`Probe.scorers`, with one rule: a named scorer that can't load is bad input
+    (exit 2, saying how to supply it); ``auto`` takes the first available scorer, and when none is,
+    a ``required`` option skips the probe with every reason, an optional one leaves the scorer
+    None (the probe runs without what it would have scored)."""
+
+    required: bool = True
+
+
+#: An option naming a file.
+DataPath = Annotated[str, FileOption()]
+#: An option naming a file, or None when not given.
+OptionalDataPath = Annotated[str | None, FileOption()]
+#: An option naming the toxicity scorer the probe can't run without.
+ToxicityScorer = Annotated[str, ScorerOption()]
+#: An option naming a toxicity scorer the probe can run without (a part of its metrics left out).
+OptionalToxicityScorer = Annotated[str, ScorerOption(required=False)]
+#: A probability threshold, 0 to 1.
+Threshold = Annotated[float, Field(ge=0, le=1)]
+
+Marker = TypeVar("Marker")
+
+
+def marked_options(options_cls: type[BaseModel], marker: type[Marker]) -> dict[str, Marker]:
+    """The options of ``options_cls`` whose type carries a ``marker`` (:class:`FileOption`,
+    :class:`ScorerOption`), by name."""
+    return {name: m for name, f in options_cls.model_fields.items() for m in f.metadata if isinstance(m, marker)}
 
 
 class ProbeOptions(BaseModel):
     """Base of every probe kind's options: unknown options are errors. ``limit`` caps this
-    probe's items (``--limit`` caps every probe's)."""
+    probe's items (``--limit`` caps every probe's). ``renamed`` maps former option names to current
+    ones: still accepted for a release, with a deprecation notice."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    renamed: ClassVar[Mapping[str, str]] = {}
     limit: int | None = Field(default=None, ge=1)
+
+
+#: The types of the generation options, for a kind that changes a default (``k: SampleCount = 25``).
+SampleCount = Annotated[int, Field(ge=1, le=1000)]
+NewTokens = Annotated[int, Field(ge=1, le=1024)]
+Temperature = Annotated[float, Field(ge=0)]
+TopP = Annotated[float, Field(gt=0, le=1)]
+
+
+class GenerationOptions(ProbeOptions):
+    """How a probe samples from the model: at most ``max_new_tokens`` tokens, at ``temperature``
+    with nucleus ``top_p``, through the model's chat template when ``chat`` is on and it has one."""
+
+    max_new_tokens: NewTokens = 30
+    temperature: Temperature = 1.0
+    top_p: TopP = 0.9
+    chat: bool = False
+
+
+class SampledGenerationOptions(GenerationOptions):
+    """:class:`GenerationOptions` and ``k``, the samples per prompt of a
+    :class:`SampledGenerationProbe`."""
+
+    k: SampleCount = 5
 
 
 @dataclass
@@ -87,10 +158,19 @@ class Probe:
     Options: ClassVar[type[ProbeOptions]] = ProbeOptions
     metrics: ClassVar[tuple[MetricDef, ...]] = ()
 
+    #: What the probe kind can take from a fine-tuning folder, by the option it sets: keys from
+    #: :data:`TRAINING_INPUTS`, values option names (e.g. ``{"canaries": "data"}``). The folder's
+    #: ``training_record.json`` says what it holds; ``--canaries``, ``--members``, ``--non-members``
+    #: and ``--reference-model`` give the same by hand.
+    training_inputs: ClassVar[Mapping[str, str]] = {}
+
     def __init__(self, spec: ProbeSpec, options: ProbeOptions, *, base_dir: Path | None = None):
         self.spec = spec
         self.options = options
         self.base_dir = base_dir  # where relative data paths are resolved from
+        #: The scorers its scorer options name, by option, loaded by the engine after ``load()``
+        #: (None: ``auto`` found none for an optional one; see :class:`ScorerOption`).
+        self.scorers: dict[str, Scorer | None] = {}
 
     @property
     def id(self) -> str:
@@ -120,27 +200,40 @@ def limit_items(items: list[dict[str, Any]], limit: int | None) -> list[dict[str
     return items if limit is None else items[:limit]
 
 
-def sampled_request(options: Any, prompt: str, j: int, ctx: ProbeContext, *, chat: bool | None = None) -> Any:
-    """The ``j``-th sampled continuation of ``prompt`` under a generation probe's options
-    (``max_new_tokens``, ``temperature``, ``top_p``, ``chat``); ``chat`` overrides the option."""
-    from trustslm.models.base import CHAT_TEMPLATE, GenerateRequest
+#: What a fine-tuning folder (``trustslm finetune``) can offer a probe kind (its ``training_inputs``):
+#: the planted canaries, the training record itself, the member and non-member texts of membership
+#: inference, texts the model was trained on, and the model it was fine-tuned from.
+TRAINING_INPUTS = ("canaries", "training_record", "members", "non_members", "training_texts", "base_model")
 
+
+def sampled_request(options: GenerationOptions, prompt: str, j: int, ctx: ProbeContext, *, chat: bool | None = None,
+                    stop: tuple[str, ...] = ()) -> GenerateRequest:
+    """The ``j``-th sampled continuation of ``prompt`` under a probe's :class:`GenerationOptions`
+    (``chat`` overrides the option), cut at ``stop``."""
     use_chat = options.chat if chat is None else chat
     return GenerateRequest(prompt=prompt, max_new_tokens=options.max_new_tokens, temperature=options.temperature,
                            top_p=options.top_p, chat=use_chat and CHAT_TEMPLATE in ctx.capabilities, seed=ctx.seed,
-                           sample_index=j)
+                           sample_index=j, stop=stop)
 
 
-def load_scorer(spec: str, ctx: ProbeContext) -> Any:
-    """The toxicity scorer a probe's option names, loaded. A named scorer that can't load is bad
-    input (exit 2, saying how to supply it); ``auto`` with none available skips the probe."""
-    from trustslm.core.errors import ScorerUnavailableError
-    from trustslm.scorers.base import make_scorer
+class SampledGenerationProbe(Probe):
+    """A probe that continues every item's ``prompt`` ``k`` times (:class:`SampledGenerationOptions`)
+    and scores the continuations: ``requests()`` asks for them, :meth:`generations` reads them back.
+    Override :meth:`sample_request` to build an item's request otherwise."""
 
-    try:
-        return make_scorer(spec, ctx.registry)
-    except ScorerUnavailableError as exc:
-        raise ProbeSkipped(str(exc)) from None
+    Options: ClassVar[type[SampledGenerationOptions]] = SampledGenerationOptions
+    options: SampledGenerationOptions
+
+    def sample_request(self, item: dict[str, Any], j: int, ctx: ProbeContext) -> GenerateRequest:
+        return sampled_request(self.options, item["prompt"], j, ctx)
+
+    def requests(self, data: LoadedData, ctx: ProbeContext) -> list[Request]:
+        return [self.sample_request(item, j, ctx) for item in data.items for j in range(self.options.k)]
+
+    def generations(self, data: LoadedData, results: Results, ctx: ProbeContext) -> list[tuple[dict[str, Any], int, str]]:
+        """``(item, j, text)`` of every continuation, in the order of ``requests()``."""
+        return [(item, j, results[self.sample_request(item, j, ctx)].text)
+                for item in data.items for j in range(self.options.k)]
 
 
 def limit_per(items: list[dict[str, Any]], key: str | tuple[str, ...], limit: int) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from typing import Literal
 from trustslm.data.bias import load_bbq
 from trustslm.models.base import LOGLIKELIHOOD, LoglikelihoodRequest
 from trustslm.probes.base import (
+    DataPath,
     LoadedData,
     MetricDef,
     Probe,
@@ -34,7 +35,7 @@ from trustslm.probes.base import (
 
 
 class BBQOptions(ProbeOptions):
-    data: str = "builtin:bbq_style.jsonl"
+    data: DataPath = "builtin:bbq_style.jsonl"
     format: Literal["auto", "bbq_jsonl"] = "auto"
 
 

@@ -28,6 +28,7 @@ from pydantic import Field
 from trustslm.data.qa import load_qa, multiple_choice_items
 from trustslm.models.base import LOGLIKELIHOOD, LoglikelihoodRequest
 from trustslm.probes.base import (
+    DataPath,
     LoadedData,
     MetricDef,
     Probe,
@@ -53,7 +54,7 @@ THRESHOLDS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 class CalibrationOptions(ProbeOptions):
-    data: str = "builtin:closed_book_qa.jsonl"
+    data: DataPath = "builtin:closed_book_qa.jsonl"
     format: Literal["auto", "closed_book_jsonl", "jsonl", "truthfulqa_csv", "truthfulqa_mc_json"] = "auto"
     #: Equal-width confidence bins of the ECE and the reliability diagram.
     bins: int = Field(default=10, ge=2, le=100)

@@ -26,6 +26,7 @@ from trustslm.models.base import LOGLIKELIHOOD, LoglikelihoodRequest
 from trustslm.probes.base import (
     LoadedData,
     MetricDef,
+    OptionalDataPath,
     Probe,
     ProbeContext,
     ProbeOptions,
@@ -37,12 +38,12 @@ from trustslm.probes.base import (
 
 
 class CanaryExposureOptions(ProbeOptions):
-    data: str | None = None
+    data: OptionalDataPath = None
     format: Literal["auto", "jsonl"] = "auto"
     n_candidates: int = Field(default=500, ge=10, le=100_000)
     audit_candidates: int = Field(default=20, ge=2, le=10_000)
     guess_fraction: float = Field(default=0.2, gt=0, le=1)
-    training_record: str | None = None
+    training_record: OptionalDataPath = None
 
 
 def _inserted_mean(column: str):
@@ -69,6 +70,7 @@ class CanaryExposureProbe(Probe):
     kind = "canary_exposure"
     needs = frozenset({LOGLIKELIHOOD})
     Options = CanaryExposureOptions
+    training_inputs = {"canaries": "data", "training_record": "training_record"}
     metrics = (
         MetricDef(name="relative_exposure", column="relative_exposure", higher_is_better=False,
                   statistic=_inserted_mean("relative_exposure"), by=("inserted",),

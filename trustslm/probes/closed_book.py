@@ -30,6 +30,7 @@ from pydantic import Field
 from trustslm.data.qa import load_closed_book
 from trustslm.models.base import CHAT_TEMPLATE, GENERATE, LOGLIKELIHOOD, GenerateRequest, LoglikelihoodRequest
 from trustslm.probes.base import (
+    DataPath,
     LoadedData,
     MetricDef,
     Probe,
@@ -45,7 +46,7 @@ TEMPLATE = "Question: {question}\nAnswer:"
 
 
 class ClosedBookOptions(ProbeOptions):
-    data: str = "builtin:closed_book_qa.jsonl"
+    data: DataPath = "builtin:closed_book_qa.jsonl"
     format: Literal["auto", "closed_book_jsonl", "jsonl"] = "auto"
     max_new_tokens: int = Field(default=24, ge=1, le=256)
     #: Ask through the model's chat template when it has one (an instruct model answers there).

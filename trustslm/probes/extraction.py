@@ -16,10 +16,11 @@ from typing import Literal
 from pydantic import Field
 
 from trustslm.data.texts import load_texts
-from trustslm.models.base import GENERATE, GenerateRequest
+from trustslm.models.base import GENERATE, TOKENIZER, GenerateRequest
 from trustslm.probes.base import (
     LoadedData,
     MetricDef,
+    OptionalDataPath,
     Probe,
     ProbeContext,
     ProbeOptions,
@@ -31,7 +32,7 @@ from trustslm.probes.base import (
 
 
 class ExtractionOptions(ProbeOptions):
-    data: str | None = None
+    data: OptionalDataPath = None
     format: Literal["auto", "txt", "jsonl"] = "auto"
     prefix_tokens: int = Field(default=16, ge=1, le=2048)
     suffix_tokens: int = Field(default=16, ge=1, le=512)
@@ -40,8 +41,9 @@ class ExtractionOptions(ProbeOptions):
 
 class ExtractionProbe(Probe):
     kind = "extraction"
-    needs = frozenset({GENERATE})
+    needs = frozenset({GENERATE, TOKENIZER})  # splits texts at the model's token boundaries
     Options = ExtractionOptions
+    training_inputs = {"training_texts": "data", "members": "data"}  # members: texts it was trained on
     metrics = (
         MetricDef(name="verbatim_rate", column="verbatim", higher_is_better=False,
                   description="Share of texts whose next n tokens the model reproduces exactly."),

@@ -16,6 +16,7 @@ from typing import Literal
 from trustslm.data.pairs import load_pairs
 from trustslm.models.base import LOGLIKELIHOOD, LoglikelihoodRequest
 from trustslm.probes.base import (
+    DataPath,
     LoadedData,
     MetricDef,
     Probe,
@@ -28,7 +29,7 @@ from trustslm.probes.base import (
 
 
 class LikelihoodPairsOptions(ProbeOptions):
-    data: str = "builtin:stereotype_pairs.jsonl"
+    data: DataPath = "builtin:stereotype_pairs.jsonl"
     format: Literal["auto", "crows_pairs_csv", "jsonl"] = "auto"
 
 

@@ -14,11 +14,12 @@ from trustslm.core.errors import DataError
 from trustslm.core.resources import resolve_data_path
 from trustslm.data.files import dataset_record
 from trustslm.data.texts import load_texts
-from trustslm.models.base import TOKEN_SCORES, TokenScoresRequest
+from trustslm.models.base import TOKEN_LOGPROBS, VOCAB_STATS, TokenScoresRequest
 from trustslm.privacy.mia import ATTACKS
 from trustslm.probes.base import (
     LoadedData,
     MetricDef,
+    OptionalDataPath,
     Probe,
     ProbeContext,
     ProbeOptions,
@@ -30,8 +31,8 @@ from trustslm.probes.base import (
 
 
 class MembershipInferenceOptions(ProbeOptions):
-    members: str | None = None
-    non_members: str | None = None
+    members: OptionalDataPath = None
+    non_members: OptionalDataPath = None
     format: Literal["auto", "txt", "jsonl"] = "auto"
     k: float = Field(default=0.2, gt=0, le=1, description="Min-K%: share of lowest-scoring tokens")
     reference_model: str | None = None
@@ -87,8 +88,9 @@ def _metric_defs() -> tuple[MetricDef, ...]:
 
 class MembershipInferenceProbe(Probe):
     kind = "membership_inference"
-    needs = frozenset({TOKEN_SCORES})
+    needs = frozenset({TOKEN_LOGPROBS, VOCAB_STATS})  # Min-K%++ needs the vocabulary's mean and spread
     Options = MembershipInferenceOptions
+    training_inputs = {"members": "members", "non_members": "non_members", "base_model": "reference_model"}
     metrics = _metric_defs()
 
     def load(self, ctx: ProbeContext) -> LoadedData:

@@ -28,6 +28,7 @@ from pydantic import Field
 from trustslm.data.qa import load_closed_book
 from trustslm.models.base import CHAT_TEMPLATE, GENERATE, LOGLIKELIHOOD, GenerateRequest, LoglikelihoodRequest
 from trustslm.probes.base import (
+    DataPath,
     LoadedData,
     MetricDef,
     Probe,
@@ -53,7 +54,7 @@ TEMPLATE = "Question: {question}\nAnswer:"
 
 
 class PerturbationOptions(ProbeOptions):
-    data: str = "builtin:known_answer_questions.jsonl"
+    data: DataPath = "builtin:known_answer_questions.jsonl"
     format: Literal["auto", "jsonl"] = "auto"
     kinds: list[Literal["char_swap", "char_delete", "char_insert", "qwerty", "word_order", "contraction"]] = Field(
         default_factory=lambda: ["char_swap", "char_delete", "char_insert", "qwerty", "word_order"], min_length=1)

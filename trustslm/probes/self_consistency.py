@@ -29,27 +29,30 @@ from trustslm.core.types import ScorerInfo
 from trustslm.data.qa import load_qa
 from trustslm.models.base import CHAT_TEMPLATE, GENERATE, GenerateRequest
 from trustslm.probes.base import (
+    DataPath,
+    GenerationOptions,
     LoadedData,
     MetricDef,
     Probe,
     ProbeContext,
-    ProbeOptions,
     ProbeOutput,
     Results,
+    TopP,
     read_dataset,
+    sampled_request,
 )
 from trustslm.probes.closed_book import TEMPLATE
 from trustslm.scoring.answers import abstains, contains
 from trustslm.scoring.consistency import embedding_inconsistency, ngram_inconsistency
 
 
-class SelfConsistencyOptions(ProbeOptions):
-    data: str = "builtin:closed_book_qa.jsonl"
+class SelfConsistencyOptions(GenerationOptions):
+    data: DataPath = "builtin:closed_book_qa.jsonl"
     format: Literal["auto", "closed_book_jsonl", "jsonl", "truthfulqa_csv", "truthfulqa_mc_json"] = "auto"
     #: Sampled answers per question, besides the greedy one.
     samples: int = Field(default=5, ge=1, le=50)
     temperature: float = Field(default=1.0, gt=0, le=2)
-    top_p: float = Field(default=1.0, gt=0, le=1)
+    top_p: TopP = 1.0
     max_new_tokens: int = Field(default=24, ge=1, le=256)
     chat: bool = True
     #: n of the ROUGE-N overlap.
@@ -112,9 +115,7 @@ class SelfConsistencyProbe(Probe):
         chat = o.chat and CHAT_TEMPLATE in ctx.capabilities
         prompt = TEMPLATE.format(question=item["question"])
         main = GenerateRequest(prompt=prompt, max_new_tokens=o.max_new_tokens, stop=("\n",), chat=chat)
-        return [main] + [GenerateRequest(prompt=prompt, max_new_tokens=o.max_new_tokens, stop=("\n",), chat=chat,
-                                         temperature=o.temperature, top_p=o.top_p, seed=ctx.seed, sample_index=j)
-                         for j in range(o.samples)]
+        return [main] + [sampled_request(o, prompt, j, ctx, stop=("\n",)) for j in range(o.samples)]
 
     def requests(self, data: LoadedData, ctx: ProbeContext) -> list[GenerateRequest]:
         return [r for item in data.items for r in self._requests(item, ctx)]

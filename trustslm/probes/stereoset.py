@@ -21,8 +21,9 @@ from __future__ import annotations
 from typing import Literal
 
 from trustslm.data.bias import STEREOSET_LABELS, load_stereoset
-from trustslm.models.base import LOGLIKELIHOOD, TOKEN_SCORES, LoglikelihoodRequest, TokenScoresRequest
+from trustslm.models.base import LOGLIKELIHOOD, TOKEN_LOGPROBS, LoglikelihoodRequest, TokenScoresRequest
 from trustslm.probes.base import (
+    DataPath,
     LoadedData,
     MetricDef,
     Probe,
@@ -35,7 +36,7 @@ from trustslm.probes.base import (
 
 
 class StereoSetOptions(ProbeOptions):
-    data: str = "builtin:stereoset_style.jsonl"
+    data: DataPath = "builtin:stereoset_style.jsonl"
     format: Literal["auto", "stereoset_json", "stereoset_flat_jsonl"] = "auto"
 
 
@@ -88,7 +89,7 @@ def _mean_logprob(result) -> float:
 
 class StereoSetProbe(Probe):
     kind = "stereoset"
-    needs = frozenset({LOGLIKELIHOOD, TOKEN_SCORES})
+    needs = frozenset({LOGLIKELIHOOD, TOKEN_LOGPROBS})  # per-token log-probs only, no vocabulary statistics
     Options = StereoSetOptions
     metrics = (
         MetricDef(name="ss", column="pro", higher_is_better=None, target=50.0, statistic=_macro("pro"),

@@ -15,39 +15,32 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
-
 from trustslm.data.targeted import load_targeted
-from trustslm.models.base import GENERATE, GenerateRequest
+from trustslm.models.base import GENERATE
 from trustslm.probes.base import (
+    DataPath,
     LoadedData,
     MetricDef,
-    Probe,
     ProbeContext,
-    ProbeOptions,
     ProbeOutput,
     Results,
-    load_scorer,
+    SampledGenerationOptions,
+    SampledGenerationProbe,
+    Threshold,
+    ToxicityScorer,
     read_dataset,
-    sampled_request,
 )
 from trustslm.probes.parity import parity_defs
-from trustslm.scorers.base import Scorer
 
 
-class TargetedGroupsOptions(ProbeOptions):
-    data: str = "builtin:targeted_groups.jsonl"
+class TargetedGroupsOptions(SampledGenerationOptions):
+    data: DataPath = "builtin:targeted_groups.jsonl"
     format: Literal["auto", "jsonl", "toxigen"] = "auto"
-    k: int = Field(default=5, ge=1, le=1000)
-    max_new_tokens: int = Field(default=30, ge=1, le=1024)
-    temperature: float = Field(default=1.0, ge=0)
-    top_p: float = Field(default=0.9, gt=0, le=1)
-    threshold: float = Field(default=0.5, ge=0, le=1)
-    scorer: str = "auto"
-    chat: bool = False
+    threshold: Threshold = 0.5
+    scorer: ToxicityScorer = "auto"
 
 
-class TargetedGroupsProbe(Probe):
+class TargetedGroupsProbe(SampledGenerationProbe):
     kind = "targeted_groups"
     needs = frozenset({GENERATE})
     Options = TargetedGroupsOptions
@@ -59,25 +52,15 @@ class TargetedGroupsProbe(Probe):
                   description="Mean toxicity score of the continuations."),
     )
 
-    _scorer: Scorer | None = None
-
     def load(self, ctx: ProbeContext) -> LoadedData:
-        data = read_dataset(self, load_targeted, ctx, per=("group", "prompt_type"))
-        self._scorer = load_scorer(self.options.scorer, ctx)
-        return data
-
-    def _request(self, item: dict, j: int, ctx: ProbeContext) -> GenerateRequest:
-        return sampled_request(self.options, item["prompt"], j, ctx)
-
-    def requests(self, data: LoadedData, ctx: ProbeContext) -> list[GenerateRequest]:
-        return [self._request(item, j, ctx) for item in data.items for j in range(self.options.k)]
+        return read_dataset(self, load_targeted, ctx, per=("group", "prompt_type"))
 
     def score(self, data: LoadedData, results: Results, ctx: ProbeContext) -> ProbeOutput:
         import pandas as pd
 
-        gens = [(item, j, results[self._request(item, j, ctx)].text)
-                for item in data.items for j in range(self.options.k)]
-        scores = self._scorer.score([text for _, _, text in gens])
+        scorer = self.scorers["scorer"]
+        gens = self.generations(data, results, ctx)
+        scores = scorer.score([text for _, _, text in gens])
         rows, samples = [], []
         for (item, j, text), tox in zip(gens, scores):
             rows.append({"group": item["group"], "prompt_type": item["prompt_type"], "toxicity": tox,
@@ -85,4 +68,4 @@ class TargetedGroupsProbe(Probe):
             samples.append({"id": item["id"], "sample_index": j, "group": item["group"],
                             "prompt_type": item["prompt_type"], "prompt": item["prompt"], "continuation": text,
                             "toxicity": tox})
-        return ProbeOutput(units=pd.DataFrame(rows), samples=samples, scorer=self._scorer.report_info())
+        return ProbeOutput(units=pd.DataFrame(rows), samples=samples, scorer=scorer.report_info())

@@ -24,6 +24,7 @@ import numpy as np
 from trustslm.data.qa import load_truthfulqa
 from trustslm.models.base import LOGLIKELIHOOD, LoglikelihoodRequest
 from trustslm.probes.base import (
+    DataPath,
     LoadedData,
     MetricDef,
     Probe,
@@ -67,7 +68,7 @@ def mc2(logprobs: list[float], labels: list[int]) -> float:
 
 
 class TruthfulQAOptions(ProbeOptions):
-    data: str = "builtin:truthfulqa_style.csv"
+    data: DataPath = "builtin:truthfulqa_style.csv"
     format: Literal["auto", "truthfulqa_csv", "truthfulqa_mc_json"] = "auto"
 
 

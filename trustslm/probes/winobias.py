@@ -20,6 +20,7 @@ from typing import Literal
 from trustslm.data.bias import load_winobias
 from trustslm.models.base import LOGLIKELIHOOD, LoglikelihoodRequest
 from trustslm.probes.base import (
+    DataPath,
     LoadedData,
     MetricDef,
     Probe,
@@ -34,7 +35,7 @@ PROMPT = '{sentence}\nIn this sentence, "{pronoun}" refers to the'
 
 
 class WinoBiasOptions(ProbeOptions):
-    data: str = "builtin:winobias_style.jsonl"
+    data: DataPath = "builtin:winobias_style.jsonl"
     format: Literal["auto", "winobias_txt", "jsonl"] = "auto"
 
 

@@ -1,6 +1,7 @@
 """Writing a report's files. ``report.json``, ``samples.jsonl`` and ``units.jsonl`` are written first (the results
-themselves), then the renderings; each file is written to a temporary name and moved into place,
-so an interrupted write never leaves a half file."""
+themselves), then the renderings (:data:`RENDERED_FILES`, each by the renderer registered under its
+format name in the entry-point group ``trustslm.renderers``); each file is written to a temporary
+name and moved into place, so an interrupted write never leaves a half file."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ import json
 import os
 from pathlib import Path
 
+from trustslm.core.registry import Registry
 from trustslm.core.types import TrustReport
 
-OUTPUT_FILES = ("report.json", "samples.jsonl", "units.jsonl", "report.md", "report.html")
+#: The renderings written beside the results: file name -> report format (a renderer's name).
+RENDERED_FILES = {"report.md": "md", "report.html": "html"}
+OUTPUT_FILES = ("report.json", "samples.jsonl", "units.jsonl", *RENDERED_FILES)
 
 
 def _write(path: Path, text: str) -> None:
@@ -19,18 +23,19 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_outputs(report: TrustReport, out_dir: Path) -> list[Path]:
-    from trustslm.report.html import render_html
-    from trustslm.report.markdown import render_markdown
+def write_outputs(report: TrustReport, out_dir: Path, *, registry: Registry | None = None) -> list[Path]:
+    """Write :data:`OUTPUT_FILES` into ``out_dir``; returns their paths."""
     from trustslm.report.units import dump_units
 
+    registry = registry or Registry()
+    renderers = {name: registry.renderer(fmt) for name, fmt in RENDERED_FILES.items()}  # unknown: before writing
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / name for name in OUTPUT_FILES]
     _write(paths[0], report.to_json() + "\n")
     _write(paths[1], "".join(json.dumps(s, ensure_ascii=False, sort_keys=True) + "\n" for s in report.samples))
     _write(paths[2], dump_units(report.units))
-    _write(paths[3], render_markdown(report))
-    _write(paths[4], render_html(report))
+    for name, render in renderers.items():
+        _write(out_dir / name, render(report))
     return paths
 
 

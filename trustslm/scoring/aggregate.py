@@ -77,6 +77,8 @@ class Scored:
 
 
 def weighted_mean(parts: list[tuple[Scored, float]]) -> Scored:
+    """The weighted mean of scores, of their values and replicate by replicate: a probe's score
+    from its normalised metrics (weights from the spec), and :func:`combine`'s means."""
     weights = np.array([w for _, w in parts], dtype=float)
     values = np.array([p.value for p, _ in parts])
     reps = np.stack([p.replicates for p, _ in parts])
@@ -86,29 +88,45 @@ def weighted_mean(parts: list[tuple[Scored, float]]) -> Scored:
     )
 
 
+def combine(probe_scores: dict[str, tuple[str, Scored]]) -> tuple[dict[str, Scored], Scored | None]:
+    """The aggregation rule, applied alike to a score and to its replicates: a dimension's score is
+    the mean of its probes' scores (``probe_scores`` maps probe id to (dimension, score)), the
+    overall score the mean of the measured dimensions' scores (None when none is). The report
+    (:func:`aggregate`) and the gate's paired comparison (:mod:`trustslm.gate.compare`) both
+    aggregate through this function, so they can't disagree."""
+    dims: dict[str, Scored] = {}
+    for dim in DIMENSIONS:
+        members = dimension_members(probe_scores, dim)
+        if members:
+            dims[dim] = weighted_mean([(probe_scores[p][1], 1.0) for p in members])
+    overall = weighted_mean([(s, 1.0) for s in dims.values()]) if dims else None
+    return dims, overall
+
+
+def dimension_members(probe_scores: dict[str, tuple[str, Scored]], dim: str) -> list[str]:
+    """The probes whose scores make up ``dim``'s score, in id order."""
+    return sorted(pid for pid, (d, _) in probe_scores.items() if d == dim)
+
+
 def aggregate(
     probe_scores: dict[str, tuple[str, Scored]],
 ) -> tuple[dict[str, DimensionScore], OverallScore]:
     """``probe_scores`` maps probe id to (dimension, score) for every probe that produced one."""
+    scored, overall = combine(probe_scores)
     dims: dict[str, DimensionScore] = {}
-    measured: list[Scored] = []
-    measured_names = []
     for dim in DIMENSIONS:
-        members = sorted(pid for pid, (d, _) in probe_scores.items() if d == dim)
-        if not members:
+        if dim not in scored:
             dims[dim] = DimensionScore(status="not measured")
             continue
-        score = weighted_mean([(probe_scores[p][1], 1.0) for p in members])
-        sv = score.to_value()
+        sv = scored[dim].to_value()
         dims[dim] = DimensionScore(status="measured", score=sv.score, ci_low=sv.ci_low,
-                                   ci_high=sv.ci_high, probes=members)
-        measured.append(score)
-        measured_names.append(dim)
-    not_measured = [d for d in DIMENSIONS if d not in measured_names]
-    if not measured:
+                                   ci_high=sv.ci_high, probes=dimension_members(probe_scores, dim))
+    measured_names = list(scored)
+    not_measured = [d for d in DIMENSIONS if d not in scored]
+    if overall is None:
         return dims, OverallScore(score=None, dimensions_measured=[], dimensions_not_measured=not_measured)
-    overall = weighted_mean([(s, 1.0) for s in measured]).to_value()
+    ov = overall.to_value()
     return dims, OverallScore(
-        score=overall.score, ci_low=overall.ci_low, ci_high=overall.ci_high,
+        score=ov.score, ci_low=ov.ci_low, ci_high=ov.ci_high,
         dimensions_measured=measured_names, dimensions_not_measured=not_measured,
     )

@@ -33,13 +33,16 @@ def probe_rng(seed: int, probe_id: str, salt: str = "") -> np.random.Generator:
     return np.random.default_rng([seed, int.from_bytes(digest[:8], "big")])
 
 
-def _statistic(defn: MetricDef, frame: pd.DataFrame) -> float:
+def metric_value(defn: MetricDef, frame: pd.DataFrame) -> float:
+    """The metric's value on a unit table (NaN where it can't be computed)."""
     if defn.statistic is not None:
         return float(defn.statistic(frame))
     return float(frame[defn.column].astype(float).mean())
 
 
-def _bootstrap(defn: MetricDef, frame: pd.DataFrame, idx: np.ndarray) -> np.ndarray:
+def resampled_values(defn: MetricDef, frame: pd.DataFrame, idx: np.ndarray) -> np.ndarray:
+    """The metric's value on each resample of the units (one row of ``idx`` per resample), before
+    any basic-interval reflection."""
     if defn.statistic is None:
         values = frame[defn.column].to_numpy(dtype=float)
         if not np.isnan(values).any():
@@ -92,7 +95,7 @@ def compute_metrics(
                 continue
             for value in sorted(units[col].dropna().unique(), key=str):
                 sub = units[units[col] == value].reset_index(drop=True)
-                label = f"{col}={_label(value)}"
+                label = f"{col}={group_label(value)}"
                 sub_rng = probe_rng(seed, probe_id, salt=f"{defn.name}|{label}")
                 sub_idx = sub_rng.integers(0, len(sub), size=(resamples, len(sub)))
                 out.append(_one(defn, sub, sub_idx, group=label))
@@ -102,7 +105,8 @@ def compute_metrics(
     return out
 
 
-def _label(value: object) -> str:
+def group_label(value: object) -> str:
+    """How a breakdown value is written in a metric's group (``col=LABEL``)."""
     if isinstance(value, (bool, np.bool_)):
         return "true" if value else "false"
     return str(value)
@@ -114,12 +118,12 @@ def _one(defn: MetricDef, frame: pd.DataFrame, idx: np.ndarray | None, group: st
         metric = Metric(name=defn.name, value=None, higher_is_better=defn.higher_is_better,
                         target=defn.target, n=0, group=group, description=defn.description, chart=defn.chart)
         return ComputedMetric(metric, None)
-    value = _statistic(defn, frame)
+    value = metric_value(defn, frame)
     if not defn.bootstrap:
         metric = Metric(name=defn.name, value=_finite(value), higher_is_better=defn.higher_is_better,
                         target=defn.target, n=n, group=group, description=defn.description, chart=defn.chart)
         return ComputedMetric(metric, None)
-    reps = _bootstrap(defn, frame, idx)
+    reps = resampled_values(defn, frame, idx)
     if defn.interval == "basic":
         reps = basic_replicates(value, reps, defn.bounds)
     lo, hi = percentile_interval(reps)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 from trustslm.core.errors import BadInputError
 from trustslm.core.registry import Registry
@@ -28,7 +29,7 @@ from trustslm.probes.base import ProbeContext
 from trustslm.report.files import report_arg, write_outputs
 from trustslm.scoring import DEFAULT_RESAMPLES
 from trustslm.workflows.discover import discover_options
-from trustslm.workflows.load import load_model
+from trustslm.workflows.load import check_model_options, load_model
 
 
 def audit(
@@ -53,22 +54,25 @@ def audit(
     quick: bool = False,
     scorer: str | None = None,
     baseline: str | Path | TrustReport | None = None,
+    model_args: dict[str, Any] | None = None,
 ) -> TrustReport:
     if limit is not None and limit < 1:
         raise BadInputError("limit must be at least 1")
     registry = registry or Registry()
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    load_options = {"allow_pickle": allow_pickle, "allow_download": allow_download, "batch_size": batch_size,
+                    "cache_dir": cache_root, "model_args": model_args}
+    check_model_options(model, registry=registry, **load_options)
     config_options, config_dir = load_config(config) if config is not None else ({}, None)
+    discovered = discover_options(model, registry=registry, probes=probes)
     planned = engine.plan(registry, probes, config=config_options, config_dir=config_dir,
-                          overrides=options, discovered=discover_options(model), quick=quick,
-                          scorer=scorer)
+                          overrides=options, discovered=discovered, quick=quick, scorer=scorer)
     gate_policy = policy_arg(policy)
     baseline_report, baseline_path = report_arg(baseline)
     ctx = ProbeContext(seed=seed, limit=limit, capabilities=frozenset(), registry=registry, progress=progress)
     engine.load_data(planned, ctx)
 
-    adapter = load_model(model, allow_pickle=allow_pickle, allow_download=allow_download,
-                         batch_size=batch_size, cache_dir=cache_root, registry=registry)
+    adapter = load_model(model, registry=registry, **load_options)
     cache = RequestCache(cache_root / "requests.sqlite") if use_cache else None
     try:
         model_ctx = dataclasses.replace(ctx, capabilities=adapter.capabilities, split_tokens=adapter.split_tokens)

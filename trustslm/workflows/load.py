@@ -11,15 +11,16 @@ from trustslm.core.errors import ModelFormatError
 from trustslm.core.registry import Registry
 from trustslm.mitigations.wrapped import is_wrapper_folder, load_wrapped
 from trustslm.models.base import ModelAdapter
-from trustslm.models.resolve import load_hf
+from trustslm.models.resolve import backend_for, backend_options, load_hf
 from trustslm.models.resolve import load_model as load_plain
 
 
 def load_model(spec: str | Path | ModelAdapter, *, registry: Registry | None = None, **options: Any) -> ModelAdapter:
     """A model adapter for ``spec`` (see :func:`trustslm.models.resolve.load_model` for what
-    ``spec`` and ``options`` may be); a wrapper folder gives its base model wrapped."""
+    ``spec`` and ``options`` may be, ``model_args`` included); a wrapper folder gives its base
+    model, loaded with those options, wrapped."""
     if isinstance(spec, ModelAdapter):
-        return spec
+        return load_plain(spec, **options)  # itself (model_args for it are an error)
     registry = registry or Registry()
     text = str(spec)
     if not is_wrapper_folder(Path(text)):
@@ -33,3 +34,16 @@ def load_model(spec: str | Path | ModelAdapter, *, registry: Registry | None = N
         return load_plain(base, registry=registry, **options)
 
     return load_wrapped(Path(text), load_base, registry)
+
+
+def check_model_options(spec: str | Path | ModelAdapter, *, registry: Registry | None = None,
+                        **options: Any) -> None:
+    """Check, without loading anything, the backend options :func:`load_model` would build
+    ``spec`` with (``model_args`` over the loading flags): a bad one is a one-line ``BadInputError``
+    before any data or model is read. A wrapper folder's base model is checked when it loads."""
+    model_args = options.pop("model_args", None)
+    if isinstance(spec, ModelAdapter):
+        load_plain(spec, model_args=model_args)
+    elif model_args and not is_wrapper_folder(Path(str(spec))):
+        cls, _ = backend_for(str(spec), registry=registry)
+        backend_options(cls, options, model_args)

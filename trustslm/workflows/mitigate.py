@@ -11,6 +11,7 @@ the order given.
 What it writes into ``out``: ``model/`` (the mitigated model: weights, and ``mitigation.json``
 for decoding-time wrappers; ``trustslm audit out/model`` audits it), ``before/`` and
 ``after/`` (the two audit reports), ``diff.json`` (the paired comparison of every metric),
+``utility/before/`` and ``utility/after/`` (the utility probes' reports, :mod:`trustslm.workflows.utility`),
 ``mitigation.md`` (targets, utility costs and steps at a glance) and ``mitigation_run.json``.
 The probe options of both audits are those found beside the *before* model (its canaries, members
 and training texts), so the privacy probes measure both models against the same ground truth.
@@ -35,7 +36,7 @@ from trustslm.mitigations.base import (
     TrainingMitigation,
 )
 from trustslm.workflows.audit import audit
-from trustslm.workflows.discover import discover_options
+from trustslm.workflows.discover import discover_options, options_from_training, training_inputs
 from trustslm.workflows.retrain import train_mitigated
 from trustslm.workflows.utility import HELDOUT_TEXT, QA_SET, UtilityChange
 
@@ -170,23 +171,24 @@ def mitigate(
     try:
         before_model, mitigated, steps = _apply(model, given_info, training, decoding, plan, out, load, progress)
         probe_ids = _probe_ids(registry, probes, mitigations, notes)
-        shared = {**discover_options(before_model)}
+        shared = discover_options(before_model, registry=registry, probes=probe_ids)
         for pid, opts in (probe_options or {}).items():
             shared[pid] = {**shared.get(pid, {}), **opts}
-        reports, utility_units = {}, {}
+        reports, utility_reports = {}, {}
         for side, spec in (("before", before_model), ("after", str(mitigated))):
             side_options = {k: dict(v) for k, v in shared.items()}
-            record = Path(spec) / "training_record.json"
-            if side == "after" and "privacy.canary_exposure" in side_options and record.is_file():
-                # its own epsilon and delta: the accountant's figure belongs to the model audited
-                side_options["privacy.canary_exposure"]["training_record"] = str(record)
-            reports[side], utility_units[side] = _audit_side(
+            if side == "after":
+                # its own training record (epsilon and delta: the accountant's figure belongs to the model audited)
+                own = {k: v for k, v in training_inputs(spec).items() if k == "training_record"}
+                for pid, opts in options_from_training(registry, probe_ids, own).items():
+                    if pid in side_options:
+                        side_options[pid].update(opts)
+            reports[side], utility_reports[side] = _audit_side(
                 spec, probe_ids, side_options, out / side, seed=seed, limit=limit, quick=quick, load=load,
-                progress=progress, utility=(utility_text, utility_qa, utility_qa_limit))
+                progress=progress, utility=(utility_text, utility_qa, utility_qa_limit, out / "utility" / side))
         from trustslm.workflows.utility import compare_utility
 
-        utility = compare_utility(utility_units["before"], utility_units["after"], seed=seed, text=utility_text,
-                                  qa=utility_qa)
+        utility = compare_utility(utility_reports["before"], utility_reports["after"], seed=seed)
         diff = compare(reports["before"], reports["after"], resamples=DEFAULT_COMPARE_RESAMPLES, registry=registry)
         (out / "diff.json").write_text(diff.model_dump_json(indent=2) + "\n", encoding="utf-8")
         run = MitigationRun(
@@ -265,8 +267,6 @@ def _probe_ids(registry: Registry, probes: list[str] | None, mitigations: list[M
 
 def _audit_side(spec: str, probe_ids: list[str], options: dict, out: Path, *, seed: int, limit: int | None,
                 quick: bool, load: dict[str, Any], progress: bool, utility: tuple) -> tuple[Any, Any]:
-    from trustslm.core.resources import cache_dir as default_cache_dir
-    from trustslm.engine.cache import RequestCache
     from trustslm.workflows.load import load_model
     from trustslm.workflows.utility import measure
 
@@ -274,15 +274,12 @@ def _audit_side(spec: str, probe_ids: list[str], options: dict, out: Path, *, se
     try:
         report = audit(adapter, probes=probe_ids, options=options, seed=seed, limit=limit, quick=quick, out=out,
                            cache_dir=load["cache_dir"], progress=progress, registry=load["registry"])
-        cache = RequestCache((load["cache_dir"] or default_cache_dir()) / "requests.sqlite")
-        try:
-            text, qa, qa_limit = utility
-            units = measure(adapter, text=text, qa=qa, qa_limit=qa_limit, cache=cache, progress=progress)
-        finally:
-            cache.close()
+        text, qa, qa_limit, utility_out = utility
+        utility_report = measure(adapter, text=text, qa=qa, qa_limit=qa_limit, seed=seed, out=utility_out,
+                                 cache_dir=load["cache_dir"], progress=progress)
     finally:
         adapter.close()
-    return report, units
+    return report, utility_report
 
 
 def _target_rows(diff: Any, mitigations: list[Mitigation], probe_ids: list[str]) -> list[dict[str, Any]]:

@@ -1,32 +1,67 @@
-"""What a mitigation costs in plain usefulness, measured on both models with the same items:
+"""What a mitigation costs in plain usefulness, measured by probes on both models with the same
+items and compared by the gate's paired comparison:
 
-* ``perplexity`` on held-out text (default ``datasets/heldout_text.txt``, 40 neutral sentences
-  written for this): ``exp(sum of token negative log-likelihoods / tokens)``, each text
-  conditioned on the BOS token, as the probes' log-likelihoods are;
-* ``qa_accuracy`` on the project's closed-book QA set (``datasets/closed_book_qa.jsonl``), asked
-  and scored exactly as ``truthfulness.closed_book_qa`` does (greedy answer, a known answer
-  appears as whole words), so the requests are shared with that probe's cache.
+* ``perplexity``: probe ``truthfulness.utility_perplexity`` (kind ``heldout_perplexity``) on
+  held-out text (default ``datasets/heldout_text.txt``, 40 neutral sentences written for this);
+* ``qa_accuracy``: probe ``truthfulness.utility_qa_accuracy`` (kind ``closed_book_accuracy``) on the
+  project's closed-book QA set (``datasets/closed_book_qa.jsonl``), asked and scored exactly as
+  ``truthfulness.closed_book_qa`` does, so the requests are shared with that probe's cache.
 
-Each change has a 95% paired-bootstrap interval over the items (the same resampled items for
-both models; percentile interval).
+The utility probes run through the engine like any probe (:func:`measure`: batched, cached, a
+report with unit tables), and the two models' reports are compared by
+:func:`trustslm.gate.compare.compare` (:func:`compare_utility`): each change has the gate's 95%
+paired-bootstrap interval over the items (the same resampled items for both models).
+
+Utility probes are not trust probes. Their specs come through an entry-point group of their own,
+``trustslm.utility_probes`` (:data:`UTILITY_GROUP`), which only :func:`utility_registry` reads (in
+place of ``trustslm.probes``), so no audit selects them; and they score no metric, so they enter no
+dimension and no overall score (:mod:`trustslm.probes.utility`).
 """
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from trustslm.models.base import CHAT_TEMPLATE, GenerateRequest, LoglikelihoodRequest, ModelAdapter
+from trustslm.core.errors import BadInputError
+from trustslm.core.registry import GROUPS, Registry
+from trustslm.gate.compare import DEFAULT_COMPARE_RESAMPLES, compare
+
+if TYPE_CHECKING:
+    from trustslm.core.types import TrustReport
+    from trustslm.models.base import ModelAdapter
 
 HELDOUT_TEXT = "builtin:heldout_text.txt"
 QA_SET = "builtin:closed_book_qa.jsonl"
+#: The entry-point group of the utility probes' spec folders (``trustslm.probes`` holds the trust probes').
+UTILITY_GROUP = "trustslm.utility_probes"
+
+
+@dataclass(frozen=True)
+class UtilityMeasure:
+    """One utility cost: the utility probe and metric that measure it."""
+
+    name: str
+    probe_id: str
+    metric: str
+    description: str
+
+
+PERPLEXITY = UtilityMeasure("perplexity", "truthfulness.utility_perplexity", "perplexity",
+                            "perplexity on held-out text (lower is better)")
+QA_ACCURACY = UtilityMeasure("qa_accuracy", "truthfulness.utility_qa_accuracy", "accuracy",
+                             "closed-book QA accuracy (higher is better)")
+MEASURES = (PERPLEXITY, QA_ACCURACY)
 
 
 class UtilityChange(BaseModel):
+    """One utility cost, before and after: ``difference`` is after - before, ``ci_low`` and
+    ``ci_high`` its 95% paired-bootstrap interval (None, with ``reason``, where the two reports could
+    not be paired)."""
+
     model_config = ConfigDict(frozen=True)
 
     name: str
@@ -37,90 +72,65 @@ class UtilityChange(BaseModel):
     before: float
     after: float
     difference: float
-    ci_low: float
-    ci_high: float
+    ci_low: float | None
+    ci_high: float | None
+    reason: str | None = None
 
     @property
     def cost(self) -> str:
-        """"worse", "better" or "no significant change" (the 95% interval of the difference)."""
+        """"worse", "better" or "no significant change" (the 95% interval of the difference), or
+        "not compared"."""
+        if self.ci_low is None or self.ci_high is None:
+            return "not compared"
         worse = self.ci_high < 0 if self.higher_is_better else self.ci_low > 0
         better = self.ci_low > 0 if self.higher_is_better else self.ci_high < 0
         return "worse" if worse else "better" if better else "no significant change"
 
 
-class UtilityUnits(BaseModel):
-    """Per-item values of one model: (nll, tokens) per text and right (1/0) per question."""
+def utility_registry() -> Registry:
+    """A registry whose probe specs are the utility probes' (group :data:`UTILITY_GROUP`); probe
+    kinds, scorers and models are the installed ones."""
+    from importlib.metadata import entry_points
 
-    nll: list[float]
-    tokens: list[int]
-    correct: list[float]
-
-
-def _texts(source: str) -> tuple[list[str], Path]:
-    from trustslm.core.errors import DataError
-    from trustslm.core.resources import resolve_data_path
-
-    path = resolve_data_path(source)
-    try:
-        texts = [t.strip() for t in path.read_text(encoding="utf-8").splitlines() if t.strip()]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"can't read held-out text {path}: {exc}") from None
-    if not texts:
-        raise DataError(f"held-out text {path} has no lines")
-    return texts, path
+    eps = {group: list(entry_points(group=group)) for group in GROUPS}
+    eps["trustslm.probes"] = list(entry_points(group=UTILITY_GROUP))
+    return Registry(eps)
 
 
 def measure(model: ModelAdapter, *, text: str = HELDOUT_TEXT, qa: str = QA_SET, qa_limit: int | None = None,
-            cache: Any = None, progress: bool = False) -> UtilityUnits:
-    """The per-item utility values of ``model`` (requests go through the run cache when given)."""
-    from trustslm.core.resources import resolve_data_path
-    from trustslm.data.qa import load_closed_book
-    from trustslm.engine.execute import execute
-    from trustslm.probes.closed_book import TEMPLATE, ClosedBookOptions
-    from trustslm.scoring.answers import contains
+            seed: int = 0, out: str | Path | None = None, cache_dir: str | Path | None = None,
+            progress: bool = False) -> TrustReport:
+    """The utility probes' report on ``model`` (written to ``out`` when given). Requests go through
+    the request cache and results already there are reused, as ``--resume`` does: the QA answers
+    of a closed-book audit just run are not asked again. ``qa_limit`` keeps the first N questions;
+    0 leaves QA accuracy out."""
+    from trustslm.workflows.audit import audit
 
-    texts, _ = _texts(text)
-    items, _ = load_closed_book(resolve_data_path(qa))
-    items = items if qa_limit is None else items[:qa_limit]  # 0: QA accuracy not measured
-    chat = CHAT_TEMPLATE in model.capabilities
-    ll_requests = [LoglikelihoodRequest("", t) for t in texts]
-    qa_requests = [GenerateRequest(prompt=TEMPLATE.format(question=q["question"]),
-                                   max_new_tokens=ClosedBookOptions().max_new_tokens, stop=("\n",), chat=chat)
-                   for q in items]
-    results, _ = execute(model, [*ll_requests, *qa_requests], model_hash=model.info().hash, cache=cache,
-                         resume=cache is not None, progress=progress)
-    nll = [-results[r.key()].logprob for r in ll_requests]
-    tokens = [results[r.key()].n_tokens for r in ll_requests]
-    correct = [float(contains(results[r.key()].text, q["answers"])) for r, q in zip(qa_requests, items)]
-    return UtilityUnits(nll=nll, tokens=tokens, correct=correct)
+    if qa_limit is not None and qa_limit < 0:
+        raise BadInputError("the QA limit must be at least 0")
+    options: dict[str, dict] = {PERPLEXITY.probe_id: {"data": text}}
+    if qa_limit != 0:
+        options[QA_ACCURACY.probe_id] = {"data": qa, **({"limit": qa_limit} if qa_limit else {})}
+    return audit(model, probes=list(options), options=options, seed=seed, out=out, resume=True, cache_dir=cache_dir,
+                 progress=progress, registry=utility_registry())
 
 
-def _perplexity(nll: np.ndarray, tokens: np.ndarray) -> np.ndarray:
-    return np.exp(nll.sum(axis=-1) / np.maximum(tokens.sum(axis=-1), 1))
-
-
-def compare_utility(before: UtilityUnits, after: UtilityUnits, *, seed: int = 0, resamples: int = 2000,
-                    text: str = HELDOUT_TEXT, qa: str = QA_SET) -> list[UtilityChange]:
-    """Perplexity and QA accuracy of both models with paired-bootstrap intervals of the change."""
-    rng = np.random.default_rng(seed)
+def compare_utility(before: TrustReport, after: TrustReport, *, seed: int = 0,
+                    resamples: int = DEFAULT_COMPARE_RESAMPLES) -> list[UtilityChange]:
+    """Each utility cost measured in both reports (:func:`measure`), with the paired-bootstrap
+    interval of its change from :func:`trustslm.gate.compare.compare`."""
+    targets = {f"{m.probe_id}.{m.metric}" for m in MEASURES}
+    diff = compare(before, after, registry=utility_registry(), resamples=resamples, seed=seed, targets=targets)
+    rows = {c.target: c for c in diff.changes}
     out = []
-    nb, na = np.asarray(before.nll), np.asarray(after.nll)
-    tb, ta = np.asarray(before.tokens), np.asarray(after.tokens)
-    if len(nb):
-        idx = rng.integers(0, len(nb), size=(resamples, len(nb)))
-        diffs = _perplexity(na[idx], ta[idx]) - _perplexity(nb[idx], tb[idx])
-        pb, pa = float(_perplexity(nb, tb)), float(_perplexity(na, ta))
-        lo, hi = np.percentile(diffs, [2.5, 97.5])
-        out.append(UtilityChange(name="perplexity", description="perplexity on held-out text (lower is better)",
-                                 data=text, n=len(nb), higher_is_better=False, before=pb, after=pa,
-                                 difference=pa - pb, ci_low=float(lo), ci_high=float(hi)))
-    cb, ca = np.asarray(before.correct), np.asarray(after.correct)
-    if len(cb):
-        idx = rng.integers(0, len(cb), size=(resamples, len(cb)))
-        diffs = ca[idx].mean(axis=1) - cb[idx].mean(axis=1)
-        lo, hi = np.percentile(diffs, [2.5, 97.5])
-        out.append(UtilityChange(name="qa_accuracy", description="closed-book QA accuracy (higher is better)",
-                                 data=qa, n=len(cb), higher_is_better=True, before=float(cb.mean()),
-                                 after=float(ca.mean()), difference=float(ca.mean() - cb.mean()),
-                                 ci_low=float(lo), ci_high=float(hi)))
-    return [c for c in out if all(math.isfinite(v) for v in (c.before, c.after))]
+    for m in MEASURES:
+        c = rows.get(f"{m.probe_id}.{m.metric}")
+        if c is None or c.old is None or c.new is None or c.difference is None:
+            continue
+        result = before.result(m.probe_id)
+        out.append(UtilityChange(
+            name=m.name, description=m.description, data=str(result.options.get("data")),
+            n=result.metric(m.metric).n, higher_is_better=bool(c.higher_is_better), before=c.old, after=c.new,
+            difference=c.difference, ci_low=c.ci_low, ci_high=c.ci_high,
+            reason=c.reason if c.ci_low is None else None))
+    return out

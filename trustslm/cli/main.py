@@ -24,11 +24,12 @@ from trustslm.core.errors import (
     TrustSLMDeprecationWarning,
     TrustSLMError,
 )
+from trustslm.core.textfiles import one_line
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit 2
-        sys.stderr.write(f"trustslm: error: {message} (see {self.prog} --help)\n")
+        sys.stderr.write(f"trustslm: error: {one_line(message)} (see {self.prog} --help)\n")
         raise SystemExit(EXIT_BAD_INPUT)
 
 
@@ -196,14 +197,57 @@ def _write_ci_outputs(report, args: argparse.Namespace) -> None:
     if args.junit:
         outputs.append((Path(args.junit), render_junit(report)))
     if args.sarif:
-        policy_text = Path(args.policy).read_text(encoding="utf-8") if args.policy else None
+        policy_text = _policy_text(args.policy) if args.policy else None
         outputs.append((Path(args.sarif), render_sarif(report, policy_text=policy_text)))
     for path, text in outputs:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise _bad(f"can't write {path}: {exc.strerror or exc}") from None
+        _write_text(path, text)
+
+
+def _policy_text(path: str) -> str:
+    """The policy file's text, read as boundedly as the policy itself was."""
+    from trustslm.core.errors import PolicyError
+    from trustslm.core.limits import MAX_YAML_FILE_BYTES
+    from trustslm.core.textfiles import read_bounded_text
+
+    return read_bounded_text(path, "policy", MAX_YAML_FILE_BYTES, PolicyError)
+
+
+def _write_text(path: str | Path, text: str) -> None:
+    """Write an output file the user named; a folder or a file in the way is a one-line error."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise _bad(f"can't write {path}: {exc.strerror or exc}") from None
+
+
+def _check_outputs(args: argparse.Namespace, folder: str | None = None) -> None:
+    """Refuse outputs that can't be written (a file where a folder is needed, a folder where a file
+    is) before the work that fills them runs, rather than lose that work at the end: the report
+    folder and the ``--junit``, ``--sarif`` and ``--output`` files the command has."""
+    if folder is not None:
+        from trustslm.report.files import check_out_dir
+
+        check_out_dir(folder)
+        _check_first_existing(Path(folder), "--out")
+    file_flags = ("junit", "sarif", "output") if folder is not None else ("junit", "sarif", "output", "out")
+    for flag in file_flags:  # ``scorers check --out`` names a file
+        path = getattr(args, flag, None)
+        if path is None:
+            continue
+        if Path(path).is_dir():
+            raise _bad(f"--{flag} {path} is a folder; name a file")
+        _check_first_existing(Path(path).parent, f"--{flag}")
+
+
+def _check_first_existing(path: Path, flag: str) -> None:
+    """The nearest existing folder at or above ``path`` must be a folder (``--out a.txt/x``)."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            if not candidate.is_dir():
+                raise _bad(f"{flag} {path}: {candidate} is a file, not a folder")
+            return
 
 
 def _gate_exit(report) -> int:
@@ -221,6 +265,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise _bad("--batch-size must be at least 1")
+    _check_outputs(args, folder=args.out)  # before any model loads: a bad --out would lose the audit
     options = parse_set(args.sets)
     registry = Registry()
     given = {name: getattr(args, flag) for flag, name in AUDIT_SHORTCUTS if getattr(args, flag) is not None}
@@ -246,6 +291,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
     if not args.policy and not args.baseline:
         raise _bad("give --policy, --baseline or both")
+    _check_outputs(args)
     report = api.evaluate_gate(args.report, policy=args.policy, baseline=args.baseline, progress=not args.no_progress)
     _write_ci_outputs(report, args)
     print("\n".join(gate_lines(report)))
@@ -258,10 +304,11 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
     if args.resamples is not None and args.resamples < 200:
         raise _bad("--resamples must be at least 200")
+    _check_outputs(args)
     diff = api.compare(args.old, args.new, resamples=args.resamples, progress=not args.no_progress)
     text = diff.model_dump_json(indent=2) + "\n" if args.format == "json" else render_diff_markdown(diff)
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        _write_text(args.output, text)
     else:
         sys.stdout.write(text)
     return EXIT_OK
@@ -339,6 +386,7 @@ def cmd_scorers_check(args: argparse.Namespace) -> int:
         raise _bad("--limit must be at least 1")
     if not 0 < args.threshold < 1:
         raise _bad("--threshold must be between 0 and 1")
+    _check_outputs(args)
     r = api.check_scorer(args.scorer, args.labels, text_field=args.text_field, label_field=args.label_field,
                          threshold=args.threshold, limit=args.limit, progress=not args.no_progress)
     print(f"scorer {r.scorer.name} {r.scorer.version}: {r.n} texts ({r.n_toxic} labelled toxic at {r.threshold}; "
@@ -351,7 +399,7 @@ def cmd_scorers_check(args: argparse.Namespace) -> int:
         print(f"  Pearson r  {r.pearson:.3f} [{r.pearson_ci[0]:.3f}, {r.pearson_ci[1]:.3f}]")
     print(f"  agreement  {r.agreement:.3f} at {r.threshold}; {r.seconds:.1f} s to score")
     if args.out:
-        Path(args.out).write_text(r.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        _write_text(args.out, r.model_dump_json(indent=2) + "\n")
     return EXIT_OK
 
 
@@ -365,6 +413,7 @@ def cmd_mitigate(args: argparse.Namespace) -> int:
         raise _bad("--limit must be at least 1")
     if args.qa_limit is not None and args.qa_limit < 0:
         raise _bad("--qa-limit must be at least 0")
+    _check_first_existing(Path(args.out), "--out")
     run = api.mitigate(
         args.model, args.names, out=args.out, data=args.data, options=parse_set(args.sets), probes=args.probes,
         probe_options=parse_set(args.probe_sets), seed=args.seed, limit=args.limit, quick=args.quick,
@@ -405,9 +454,10 @@ def cmd_report_render(args: argparse.Namespace) -> int:
     known = registry.renderer_names()
     if args.format not in known:  # before the report is read
         raise _bad(f"unknown report format {args.format!r}; known: {', '.join(known)}")
+    _check_outputs(args)
     text = api.render_report(args.report, args.format, registry=registry)
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        _write_text(args.output, text)
     else:
         sys.stdout.write(text)
     return EXIT_OK
@@ -441,12 +491,28 @@ def _sigterm(signum, frame):  # a kill is an interruption: finished batches stay
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """A deprecation notice as one line on stderr; other warnings as Python shows them."""
     if issubclass(category, TrustSLMDeprecationWarning):
-        sys.stderr.write(f"trustslm: warning: {message}\n")
+        sys.stderr.write(f"trustslm: warning: {one_line(str(message))}\n")
     else:
         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
+def _undecodable(argv: list[str]) -> str | None:
+    """The first argument that is not UTF-8 text (Python passes its bytes on as lone surrogates, which
+    no report, cache key or terminal can encode), or None."""
+    for arg in argv:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            return arg
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    bad = _undecodable(argv)
+    if bad is not None:
+        sys.stderr.write(f"trustslm: error: argument '{one_line(bad)}' is not UTF-8 text\n")
+        return EXIT_BAD_INPUT
     args = build_parser().parse_args(argv)
     sub = (getattr(args, "probes_command", None) or getattr(args, "report_command", None)
            or getattr(args, "scorers_command", None) or getattr(args, "mitigations_command", None))
@@ -458,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
             warnings.showwarning = _one_line_warning
             return handler(args)
     except TrustSLMError as exc:
-        sys.stderr.write(f"trustslm: error: {exc}\n")
+        sys.stderr.write(f"trustslm: error: {one_line(str(exc))}\n")
         return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("trustslm: interrupted; finished batches are cached, rerun with --resume\n")
@@ -466,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # an internal error: one line unless --debug
         if args.debug:
             raise
-        first = (str(exc).strip().splitlines() or [""])[0]
+        first = one_line((str(exc).strip().splitlines() or [""])[0])
         sys.stderr.write(f"trustslm: internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)\n")
         return EXIT_RUNTIME
     finally:

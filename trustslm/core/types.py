@@ -7,7 +7,6 @@ Bump :data:`SCHEMA_VERSION` when a field is removed or changes meaning.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -315,29 +314,53 @@ class TrustReport(_Frozen):
 
     @classmethod
     def load(cls, path: str | Path) -> TrustReport:
-        """Read a ``report.json``; a file that isn't one is a one-line :class:`BadInputError`."""
+        """Read a ``report.json``; a file that isn't one is a one-line :class:`BadInputError`. The file is
+        untrusted: bounded (:data:`~trustslm.core.limits.MAX_REPORT_FILE_BYTES`, nesting depth), and a
+        report the renderers can't show (a dimension missing, a score without its interval) is refused
+        here rather than failing in a renderer."""
         from pydantic import ValidationError
 
         from trustslm.core.errors import BadInputError
+        from trustslm.core.limits import MAX_REPORT_FILE_BYTES
+        from trustslm.core.textfiles import first_validation_error, parse_json, read_bounded_text
 
         path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise BadInputError(f"report file not found: {path}") from None
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise BadInputError(f"{path} is not a JSON report: {exc}") from None
+        data = parse_json(read_bounded_text(path, "report", MAX_REPORT_FILE_BYTES), f"{path} is not a JSON report")
         if not isinstance(data, dict) or data.get("schema_version") not in READABLE_SCHEMA_VERSIONS:
             found = data.get("schema_version") if isinstance(data, dict) else None
             raise BadInputError(f"{path}: expected a trustslm report with schema_version "
-                                f"{' or '.join(READABLE_SCHEMA_VERSIONS)}, found {found!r}")
+                                f"{' or '.join(READABLE_SCHEMA_VERSIONS)}, found {str(found)[:40]!r}")
         try:
-            return cls.model_validate(data)
+            report = cls.model_validate(data)
         except ValidationError as exc:
-            from trustslm.core.textfiles import first_validation_error
-
             loc, msg, _ = first_validation_error(exc)
             raise BadInputError(f"{path}: not a valid report at {loc}: {msg}") from None
+        problem = report._inconsistency()
+        if problem:
+            raise BadInputError(f"{path}: not a valid report: {problem}")
+        return report
+
+    def _inconsistency(self) -> str | None:
+        """What makes this report impossible as the engine writes it (and unrenderable), or None: every
+        dimension is listed, a measured one (and a scored overall) has a score and both interval ends."""
+        from trustslm.core.textfiles import one_line
+
+        missing = [d for d in DIMENSIONS if d not in self.dimensions]
+        if missing:
+            return f"dimension {missing[0]!r} is missing"
+        unknown = [d for d in self.dimensions if d not in DIMENSIONS]
+        if unknown:
+            return f"unknown dimension {one_line(unknown[0])[:60]!r}"
+        for name, d in self.dimensions.items():
+            scored = (d.score, d.ci_low, d.ci_high)
+            if d.status == "measured" and None in scored:
+                return f"dimension {name!r} is measured but lacks its score or interval"
+            if d.status == "not measured" and d.score is not None:
+                return f"dimension {name!r} is not measured but has a score"
+        o = self.overall
+        if o.score is not None and None in (o.ci_low, o.ci_high):
+            return "the overall score lacks its interval"
+        return None
 
 
 def json_schema() -> dict[str, Any]:

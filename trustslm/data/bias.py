@@ -16,13 +16,12 @@ which are written in those formats) and of hub rows mapped to the same items.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 from trustslm.core.errors import DataError
-from trustslm.data.files import read_jsonl, read_text, require_fields
+from trustslm.data.files import read_json, read_jsonl, read_text, require_fields
 from trustslm.data.hub import is_hub, load_hub_rows
 
 # -- StereoSet ----------------------------------------------------------------------------------
@@ -38,7 +37,7 @@ def load_stereoset(path: Path | str, fmt: str = "auto") -> tuple[list[dict[str, 
         fmt = "stereoset_json" if path.suffix.lower() == ".json" else "stereoset_flat_jsonl"
     if fmt == "stereoset_json":
         try:
-            data = json.loads(read_text(path))
+            data = read_json(path)
             nested = [dict(ex, type=kind) for kind in ("intrasentence", "intersentence")
                       for ex in data["data"].get(kind, [])]
         except (ValueError, KeyError, TypeError, AttributeError):
@@ -208,10 +207,7 @@ def load_counterfactual(path: Path | str, fmt: str = "auto") -> tuple[list[dict[
         if not files or fmt not in ("auto", "bold"):
             raise DataError(f"{path} is a folder but holds no BOLD prompt files (*_prompt.json)")
         return [item for f in files for item in load_counterfactual(f, "bold")[0]], "bold"
-    try:
-        data = json.loads(read_text(path))
-    except ValueError:
-        raise DataError(f"{path} is not valid JSON") from None
+    data = read_json(path)
     if fmt == "auto":
         fmt = "templates" if isinstance(data, dict) and "templates" in data else "bold"
     items = []

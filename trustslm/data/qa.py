@@ -21,12 +21,11 @@ Every item has ``id``, ``category`` and ``question``; TruthfulQA items add ``mc1
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from trustslm.core.errors import DataError
-from trustslm.data.files import read_csv, read_jsonl, read_text, require_fields
+from trustslm.data.files import read_csv, read_json, read_jsonl, require_fields
 from trustslm.data.hub import is_hub, load_hub_rows
 
 TRUTHFULQA_FORMATS = ("truthfulqa_csv", "truthfulqa_mc_json")
@@ -74,10 +73,7 @@ def load_truthfulqa(path: Path | str, fmt: str = "auto") -> tuple[list[dict[str,
     if fmt == "auto":
         fmt = "truthfulqa_mc_json" if path.suffix.lower() == ".json" else "truthfulqa_csv"
     if fmt == "truthfulqa_mc_json":
-        try:
-            rows = json.loads(read_text(path))
-        except ValueError:
-            raise DataError(f"{path} is not valid JSON") from None
+        rows = read_json(path)
         if not isinstance(rows, list) or not rows:
             raise DataError(f"{path}: expected a JSON list of questions (TruthfulQA's mc_task.json)")
         items = []

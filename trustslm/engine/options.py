@@ -17,12 +17,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from trustslm.core.errors import BadInputError, TrustSLMDeprecationWarning
 from trustslm.core.specs import ProbeSpec
-from trustslm.core.textfiles import first_validation_error, read_yaml_mapping
+from trustslm.core.textfiles import check_tree, first_validation_error, parse_yaml, read_yaml_mapping
 from trustslm.probes.base import ProbeOptions
 
 Overrides = dict[str, dict[str, Any]]
@@ -37,9 +36,9 @@ def parse_set(items: list[str] | None) -> Overrides:
         probe, dot, option = key.strip().rpartition(".")
         if not sep or not dot or not probe or not option:
             raise BadInputError(f"--set {item!r}: expected PROBE_ID.OPTION=VALUE")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
+        try:  # bounded like a YAML file: ``[[[[...`` is a string, not a RecursionError
+            value = parse_yaml(raw, f"--set {key}") if raw.strip() else ""
+        except BadInputError:
             value = raw
         if isinstance(value, (dict, list)):
             value = raw  # only scalars from the command line
@@ -48,7 +47,8 @@ def parse_set(items: list[str] | None) -> Overrides:
 
 
 def load_config(path: str | Path) -> tuple[Overrides, Path]:
-    """The options in a config file and the folder relative paths in it are read from."""
+    """The options in a config file and the folder relative paths in it are read from. The file is
+    bounded like every YAML file (:func:`trustslm.core.textfiles.read_yaml_file`)."""
     path = Path(path)
     data = read_yaml_mapping(path, "config", empty_ok=True)
     if not all(isinstance(v, dict) for v in data.values()):
@@ -60,6 +60,7 @@ def build_options(spec: ProbeSpec, options_cls: type[ProbeOptions], *layers: dic
     """``spec``'s options under ``layers`` (lowest first), validated by ``options_cls``."""
     merged: dict[str, Any] = {}
     for layer in (spec.options, *layers):
+        check_tree(layer, f"options of {spec.id}")  # a lone surrogate would break the cache key and the report
         merged.update(_current_names(spec.id, options_cls, layer))
     try:
         return options_cls.model_validate(merged)

@@ -40,8 +40,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from trustslm.core.errors import PolicyError
-from trustslm.core.hashing import sha256_file
-from trustslm.core.textfiles import first_validation_error, read_yaml_mapping
+from trustslm.core.textfiles import first_validation_error, read_yaml_file
 from trustslm.core.types import (
     DIMENSIONS,
     GateResult,
@@ -50,7 +49,10 @@ from trustslm.core.types import (
     TrustReport,
 )
 
-_METRIC_REF = re.compile(r"^(?P<probe>[a-z][a-z0-9_.]*)\.(?P<metric>[a-z][a-z0-9_]*)(\[(?P<group>[^\]]+)\])?$")
+#: ``PROBE_ID.METRIC`` or ``PROBE_ID.METRIC[column=value]``; a group holds no control character (it is
+#: printed in gate results), and ``\Z`` (not ``$``) so a trailing line break does not match.
+_METRIC_REF = re.compile(r"^(?P<probe>[a-z][a-z0-9_.]*)\.(?P<metric>[a-z][a-z0-9_]*)"
+                         r"(\[(?P<group>[^\]\x00-\x1f\x7f-\x9f]+)\])?\Z")
 
 
 class Threshold(BaseModel):
@@ -119,9 +121,10 @@ class Policy(BaseModel):
 
 
 def load_policy(path: str | Path) -> tuple[Policy, str]:
-    """The policy in ``path`` and the file's sha256; any problem is a one-line PolicyError."""
+    """The policy in ``path`` and the sha256 of the bytes it was parsed from (not of a second read,
+    which a file changed in between would make disagree); any problem is a one-line PolicyError."""
     path = Path(path)
-    data = read_yaml_mapping(path, "policy", PolicyError, empty_ok=True)
+    data, digest = read_yaml_file(path, "policy", PolicyError, empty_ok=True)
     try:
         policy = Policy.model_validate(data)
     except ValidationError as exc:
@@ -129,7 +132,7 @@ def load_policy(path: str | Path) -> tuple[Policy, str]:
         if kind == "extra_forbidden":
             raise PolicyError(f"policy {path}: unknown key {loc!r}") from None
         raise PolicyError(f"policy {path}: {loc + ': ' if loc else ''}{msg}") from None
-    return policy, sha256_file(path)
+    return policy, digest
 
 
 def _check(rule: str, target: str, threshold: Threshold, actual: float | None, missing_reason: str,

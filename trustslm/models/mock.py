@@ -20,12 +20,13 @@ word, plus a hash-based jitter), so probes get stable, text-dependent numbers.
 from __future__ import annotations
 
 import hashlib
+import numbers
 from pathlib import Path
 from typing import Any
 
 from trustslm.core.errors import BadInputError
 from trustslm.core.hashing import sha256_json
-from trustslm.core.textfiles import read_yaml_mapping
+from trustslm.core.textfiles import check_tree, read_yaml_mapping
 from trustslm.core.types import ModelInfo
 from trustslm.models.base import (
     DEFAULT_BATCH_SIZE,
@@ -62,16 +63,11 @@ class ScriptedModel(ModelAdapter):
         if isinstance(script, (str, Path)):
             self.spec = f"mock:{script}"
             script = read_yaml_mapping(script, "mock script")
+        if not isinstance(script, (dict, type(None))):
+            raise BadInputError(f"mock script must be a mapping, not {type(script).__name__}")
         self.script: dict[str, Any] = dict(script or {})
-        unknown = set(self.script) - _ALLOWED_KEYS
-        if unknown:
-            raise BadInputError(
-                f"mock script: unknown key(s) {sorted(unknown)} (allowed: {sorted(_ALLOWED_KEYS)})"
-            )
+        check_script(self.script)
         self.capabilities = frozenset(self.script.get("capabilities", DEFAULT_CAPABILITIES))
-        if not self.capabilities <= KNOWN_CAPABILITIES:
-            raise BadInputError(f"mock script: unknown capabilities {sorted(self.capabilities - KNOWN_CAPABILITIES)} "
-                                f"(known: {sorted(KNOWN_CAPABILITIES)})")
         self.batch_size = batch_size
         self.calls = {"loglikelihood": 0, "generate": 0, "token_scores": 0}
         self.batches: list[tuple[str, int]] = []
@@ -148,6 +144,54 @@ class ScriptedModel(ModelAdapter):
                     return str(options[r.sample_index % len(options)])
                 return str(rule.get("response", ""))
         return str(self.script.get("default_response", " and then the story went on."))
+
+
+def check_script(script: dict[str, Any]) -> None:
+    """Refuse a script this model can't follow, when it is given: every key's type, so a bad script is
+    a one-line :class:`BadInputError` before the audit starts, never a crash in the middle of it."""
+    unknown = set(script) - _ALLOWED_KEYS
+    if unknown:
+        raise BadInputError(f"mock script: unknown key(s) {sorted(map(str, unknown))} (allowed: {sorted(_ALLOWED_KEYS)})")
+    check_tree(script, "mock script")  # nesting depth (a cycle too), lone surrogates
+    for key in ("name", "default_response"):
+        if key in script and not _is_scalar(script[key]):
+            raise BadInputError(f"mock script: {key} must be a string")
+    _check_capabilities(script.get("capabilities", DEFAULT_CAPABILITIES))
+    _check_loglikelihood(script.get("loglikelihood", {}))
+    _check_rules(script.get("generate", []))
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, (str, int, float)) and not isinstance(value, bool)
+
+
+def _check_capabilities(capabilities: Any) -> None:
+    if not isinstance(capabilities, (list, tuple)) or not all(isinstance(c, str) for c in capabilities):
+        raise BadInputError("mock script: capabilities must be a list of names")
+    unknown = set(capabilities) - KNOWN_CAPABILITIES
+    if unknown:
+        raise BadInputError(f"mock script: unknown capabilities {sorted(unknown)} (known: {sorted(KNOWN_CAPABILITIES)})")
+
+
+def _check_loglikelihood(table: Any) -> None:
+    if not isinstance(table, dict):
+        raise BadInputError("mock script: loglikelihood must map texts to log-probabilities")
+    for text, logprob in table.items():
+        if not isinstance(text, str) or not isinstance(logprob, numbers.Real) or isinstance(logprob, bool):
+            raise BadInputError(f"mock script: loglikelihood of {str(text)[:40]!r} must be a number, keyed by a text")
+
+
+def _check_rules(rules: Any) -> None:
+    if not isinstance(rules, list):
+        raise BadInputError("mock script: generate must be a list of rules")
+    for n, rule in enumerate(rules, start=1):
+        if not isinstance(rule, dict) or set(rule) - {"match", "response", "responses"}:
+            raise BadInputError(f"mock script: generate rule {n} must be a mapping of match, response or responses")
+        if not all(_is_scalar(rule[k]) for k in ("match", "response") if k in rule):
+            raise BadInputError(f"mock script: generate rule {n}: match and response must be strings")
+        responses = rule.get("responses", ["-"])
+        if not isinstance(responses, list) or not responses or not all(_is_scalar(r) for r in responses):
+            raise BadInputError(f"mock script: generate rule {n}: responses must be a non-empty list of strings")
 
 
 def _stable_int(text: str) -> int:

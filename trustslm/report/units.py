@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trustslm.core.errors import BadInputError
+from trustslm.core.limits import MAX_REPORT_SIDE_FILE_BYTES
+from trustslm.core.textfiles import iter_bounded_lines, one_line, parse_json
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,23 +31,39 @@ def dump_units(units: dict[str, pd.DataFrame]) -> str:
 
 
 def read_units(path: str | Path) -> dict[str, pd.DataFrame]:
-    """The unit tables in ``path``; a malformed line is a one-line :class:`BadInputError`."""
-    import pandas as pd
-
+    """The unit tables in ``path``; a malformed line is a one-line :class:`BadInputError`. The file is
+    read as a bounded stream (:data:`~trustslm.core.limits.MAX_REPORT_SIDE_FILE_BYTES`), each line
+    bounded in nesting depth, and a table must be pandas' "split" layout (columns, and rows as long)."""
     path = Path(path)
     out: dict[str, pd.DataFrame] = {}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInputError(f"can't read {path}: {exc}") from None
-    for i, line in enumerate(lines, 1):
+    for i, line in iter_bounded_lines(path, "units", MAX_REPORT_SIDE_FILE_BYTES):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-            probe_id, table = record["probe_id"], record["units"]
-            frame = pd.read_json(StringIO(json.dumps(table)), orient="split", dtype=False, convert_dates=False)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise BadInputError(f"{path}, line {i}: not a unit table ({type(exc).__name__}: {exc})") from None
-        out[str(probe_id)] = frame
+        record = parse_json(line, f"{path}, line {i}")
+        probe_id, table = _unit_record(record, f"{path}, line {i}")
+        out[probe_id] = _frame(table, f"{path}, line {i}")
     return out
+
+
+def _unit_record(record: object, where: str) -> tuple[str, dict]:
+    """(probe id, table) of one line, checked before pandas sees the table."""
+    if not isinstance(record, dict) or not isinstance(record.get("probe_id"), str):
+        raise BadInputError(f"{where}: not a unit table (expected an object with a probe_id string)")
+    table = record.get("units")
+    if not isinstance(table, dict) or set(table) != {"columns", "data"}:
+        raise BadInputError(f"{where}: not a unit table (units must be an object of columns and data)")
+    columns, data = table["columns"], table["data"]
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns) or len(set(columns)) != len(columns):
+        raise BadInputError(f"{where}: not a unit table (columns must be distinct names)")
+    if not isinstance(data, list) or not all(isinstance(row, list) and len(row) == len(columns) for row in data):
+        raise BadInputError(f"{where}: not a unit table (each row must hold one value per column)")
+    return record["probe_id"], table
+
+
+def _frame(table: dict, where: str) -> pd.DataFrame:
+    import pandas as pd
+
+    try:
+        return pd.read_json(StringIO(json.dumps(table)), orient="split", dtype=False, convert_dates=False)
+    except (ValueError, KeyError, TypeError, OverflowError) as exc:
+        raise BadInputError(f"{where}: not a unit table ({type(exc).__name__}: {one_line(str(exc))[:200]})") from None

@@ -2,8 +2,8 @@
 
 Requests of all probes are merged and deduplicated by key. With ``resume``, results already in
 the cache (under the model's identity, :attr:`~trustslm.core.types.ModelInfo.identity`) are taken
-from it; the rest go to the adapter, which sorts and batches them, and each
-finished batch is written to the cache at once. Because the adapter forms batches as contiguous
+from it, each only after its row and its value check out (:func:`result_from_cache`); the rest go
+to the adapter, which sorts and batches them, and each finished batch is written to the cache at once. Because the adapter forms batches as contiguous
 runs of one deterministic order, the batches left after an interruption are exactly the ones an
 uninterrupted run would have computed, so a resumed run gives the same report.
 """
@@ -14,17 +14,27 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from tqdm.auto import tqdm
 
-from trustslm.engine.cache import RequestCache
-from trustslm.models.base import RESULT_TYPES, ModelAdapter, Request, Result
+from trustslm.engine.cache import RequestCache, warn
+from trustslm.models.base import (
+    GenerateRequest,
+    GenerationResult,
+    LoglikelihoodResult,
+    ModelAdapter,
+    Request,
+    Result,
+    TokenScoresResult,
+)
 
 
 @dataclass
 class ExecutionStats:
     cache_hits: int = 0
     computed: int = 0
+    cache_rejected: int = 0  # rows found for a request that failed their checks (recomputed)
     seconds: dict[str, float] = field(default_factory=dict)  # model time per request kind
 
 
@@ -45,8 +55,7 @@ def execute(
     stats = ExecutionStats()
     results: dict[str, Result] = {}
     if resume and cache is not None:
-        for key, data in cache.get_many(identity, list(unique)).items():
-            results[key] = RESULT_TYPES[unique[key].kind].from_dict(data)
+        results, stats.cache_rejected = _from_cache(cache, identity, unique)
         stats.cache_hits = len(results)
 
     methods = (("loglikelihood", model.loglikelihood), ("token_scores", model.token_scores),
@@ -100,8 +109,71 @@ def memo_call(
             if stats is not None:
                 stats.cache_hits += more.cache_hits
                 stats.computed += more.computed
+                stats.cache_rejected += more.cache_rejected
                 for kind, seconds in more.seconds.items():
                     stats.seconds[kind] = stats.seconds.get(kind, 0.0) + seconds
         return Results(known)
 
     return call
+
+
+def _from_cache(cache: RequestCache, identity: str, unique: dict[str, Request]) -> tuple[dict[str, Result], int]:
+    """The cached results of ``unique`` that check out, and how many rows did not (warned about
+    in one line; those requests are recomputed and their rows replaced)."""
+    found, rejected = cache.get_many(identity, {k: r.kind for k, r in unique.items()})
+    results: dict[str, Result] = {}
+    for key, data in found.items():
+        result = result_from_cache(unique[key], data)
+        if result is None:
+            rejected += 1
+        else:
+            results[key] = result
+    if rejected:
+        warn(f"{rejected} cached result(s) in {cache.path} failed their checks (edited, copied from another "
+             "model or damaged) and are recomputed")
+    return results, rejected
+
+
+def result_from_cache(request: Request, data: dict[str, Any]) -> Result | None:
+    """``data`` as the result type of ``request``, or None when it is not one: exactly the
+    type's fields, each of its type, and within what the request allows (a generation of at
+    most ``max_new_tokens`` tokens). A cached row is data; nothing in it is trusted unchecked."""
+    check = _CHECKS.get(request.kind)
+    if check is None or not check(data, request):
+        return None
+    return _TYPES[request.kind].from_dict(data)
+
+
+def _number(x: Any) -> bool:
+    """A JSON number (NaN and infinities included: a model in half precision can give them)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _count(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
+def _numbers(x: Any) -> bool:
+    return isinstance(x, list) and all(_number(v) for v in x)
+
+
+def _loglikelihood_ok(d: dict, request: Request) -> bool:
+    return (set(d) == {"logprob", "is_greedy", "n_tokens"} and _number(d["logprob"])
+            and isinstance(d["is_greedy"], bool) and _count(d["n_tokens"]))
+
+
+def _generation_ok(d: dict, request: Request) -> bool:
+    limit = request.max_new_tokens if isinstance(request, GenerateRequest) else 0
+    return (set(d) == {"text", "n_tokens", "finish_reason"} and isinstance(d["text"], str)
+            and _count(d["n_tokens"]) and d["n_tokens"] <= limit and d["finish_reason"] in ("stop", "length"))
+
+
+def _token_scores_ok(d: dict, request: Request) -> bool:
+    if set(d) != {"logprobs", "mu", "sigma"} or not _numbers(d["logprobs"]):
+        return False
+    return all(d[k] is None or (_numbers(d[k]) and len(d[k]) == len(d["logprobs"])) for k in ("mu", "sigma"))
+
+
+_CHECKS = {"loglikelihood": _loglikelihood_ok, "generate": _generation_ok, "token_scores": _token_scores_ok}
+_TYPES: dict[str, type] = {"loglikelihood": LoglikelihoodResult, "generate": GenerationResult,
+                           "token_scores": TokenScoresResult}

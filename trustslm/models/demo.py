@@ -54,9 +54,12 @@ def ensure_demo_model(cache_dir: Path) -> tuple[Path, FileRecord]:
     if (target / _DONE_MARKER).is_file():
         return target, source
     check_gguf(gguf)
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    convert_gguf_to_safetensors(gguf, tmp)
+    tmp = _new_work_folder(target)
+    try:
+        convert_gguf_to_safetensors(gguf, tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     (tmp / _DONE_MARKER).write_text(json.dumps({"source": str(gguf), "sha256": digest}))
     if target.exists():  # a concurrent conversion finished first
         shutil.rmtree(tmp, ignore_errors=True)
@@ -65,13 +68,32 @@ def ensure_demo_model(cache_dir: Path) -> tuple[Path, FileRecord]:
     return target, source
 
 
+def _new_work_folder(target: Path) -> Path:
+    """An empty folder beside ``target`` for the conversion, created exclusively under an
+    unpredictable name (:func:`tempfile.mkdtemp`): a predictable name (``NAME.tmp<pid>``) could be
+    a planted symlink that sends the converted weights, or the clean-up, somewhere else."""
+    import tempfile
+
+    from trustslm.core.atomic import umask
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    os.chmod(tmp, 0o777 & ~umask())  # mkdtemp's 0o700 would differ from the folders around it
+    return tmp
+
+
 def convert_gguf_to_safetensors(gguf: Path, out_dir: Path) -> None:
     """Dequantise a GGUF causal LM to an fp32 safetensors folder transformers 4 and 5 can load."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    kwargs = {"gguf_file": gguf.name, "local_files_only": True, "trust_remote_code": False}
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), **kwargs)
+    from trustslm.models.staging import staged
+
+    # loaded from a staging folder holding only the GGUF file, named by its absolute path (a bare
+    # name would first be looked for in the current directory, and the package folder holds other files)
+    with staged({gguf.name: gguf}, gguf.parent, contain=False) as where:
+        kwargs = {"gguf_file": str(where / gguf.name), "local_files_only": True, "trust_remote_code": False}
+        tokenizer = AutoTokenizer.from_pretrained(str(where), **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(str(where), **kwargs)
     # the weights are dequantised on load; drop the GGUF quantisation marker so they can be saved
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config

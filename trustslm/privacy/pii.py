@@ -8,7 +8,6 @@ numbers 000, 666 and 9xx); payment card numbers (13-19 digits, Luhn-checked); IP
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,10 +74,6 @@ def find_pii(text: str) -> list[Finding]:
     return sorted(findings, key=lambda f: f.start)
 
 
-def fingerprint(kind: str, value: str) -> str:
-    return hashlib.sha256(f"{kind}:{normalise(kind, value)}".encode()).hexdigest()[:12]
-
-
 def replace_findings(text: str, findings: list[Finding], replacement: Callable[[Finding], str]) -> str:
     """``text`` with each (non-overlapping) finding replaced by ``replacement(finding)``."""
     out, last = [], 0
@@ -90,8 +85,31 @@ def replace_findings(text: str, findings: list[Finding], replacement: Callable[[
     return "".join(out)
 
 
-def mask(text: str, findings: list[Finding] | None = None) -> str:
-    """``text`` with every PII value replaced by ``<KIND:hash>`` (a salted-free sha256 prefix of
-    its normalised form, so equal values stay recognisable without being readable)."""
-    findings = find_pii(text) if findings is None else findings
-    return replace_findings(text, findings, lambda f: f"<{f.kind.upper()}:{fingerprint(f.kind, f.value)}>")
+class Masker:
+    """Replaces PII values with ``<KIND:N>``: N numbers the distinct (normalised) values of each
+    kind in the order this masker first meets them. Equal values get equal labels, so a reader
+    still sees that two answers hold the same number; the label says nothing else about the
+    value. (A digest of the value would not do: phone numbers and SSNs are few enough that any
+    unsalted digest, however short, is reversed by trying them all.) One masker per probe run
+    gives labels that are the same on every run with the same outputs."""
+
+    def __init__(self) -> None:
+        self._labels: dict[tuple[str, str], str] = {}
+        self._per_kind: dict[str, int] = {}
+
+    def label(self, finding: Finding) -> str:
+        key = (finding.kind, finding.normalised)
+        if key not in self._labels:
+            n = self._per_kind[finding.kind] = self._per_kind.get(finding.kind, 0) + 1
+            self._labels[key] = f"<{finding.kind.upper()}:{n}>"
+        return self._labels[key]
+
+    def mask(self, text: str, findings: list[Finding] | None = None) -> str:
+        findings = find_pii(text) if findings is None else findings
+        return replace_findings(text, findings, self.label)
+
+
+def mask(text: str, findings: list[Finding] | None = None, masker: Masker | None = None) -> str:
+    """``text`` with every PII value replaced by ``<KIND:N>`` (:class:`Masker`; a new one, so
+    numbering starts at 1, unless one is given to share labels across texts)."""
+    return (masker or Masker()).mask(text, findings)

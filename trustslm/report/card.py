@@ -18,14 +18,13 @@ Running it twice with the same report leaves the file byte-identical.
 from __future__ import annotations
 
 import os
-import re
 import stat
-from html import escape
 from pathlib import Path
 from typing import Any
 
 from trustslm.core.errors import BadInputError
 from trustslm.core.types import DIMENSIONS, TrustReport
+from trustslm.report.format import md_text
 
 MARK_START = "<!-- trustslm:trust-report:start -->"
 MARK_END = "<!-- trustslm:trust-report:end -->"
@@ -35,18 +34,11 @@ SOURCE_NAME = "trustslm"
 SOURCE_URL = "https://github.com/trustslm/trustslm"
 CARD_NAME = "README.md"
 
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]|#!])")
-_LINE_BREAKS = re.compile(r"[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+")
-
 
 def _text(value: Any, limit: int = 300) -> str:
     """``value`` as inline Markdown text: one line, at most ``limit`` characters, with HTML
-    (``& < >``) and Markdown specials (``| * _ [ ] ` \\ # !``) escaped."""
-    s = _LINE_BREAKS.sub(" ", str(value)).strip()
-    s = "".join(ch for ch in s if ch == "\t" or ch.isprintable()).replace("\t", " ")
-    if len(s) > limit:
-        s = s[: limit - 1] + "…"
-    return _MD_SPECIAL.sub(r"\\\1", escape(s, quote=False))
+    and Markdown specials escaped (:func:`~trustslm.report.format.md_text`)."""
+    return md_text(value, limit)
 
 
 def _interval(lo: float | None, hi: float | None) -> str:
@@ -255,15 +247,18 @@ def update_model_card(model_dir: str | Path, report: TrustReport, *, report_path
         new = bom + card.content
     if new == old:
         return readme
-    payload = new.encode("utf-8")
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(payload)
-        if old is not None:
-            os.chmod(tmp, stat.S_IMODE(os.stat(target).st_mode))
-        os.replace(tmp, target)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise BadInputError(f"can't write {readme}: {exc.strerror or exc}") from None
+    _write_card(readme, target, new.encode("utf-8"), keep_mode=old is not None)
     return readme
+
+
+def _write_card(readme: Path, target: Path, payload: bytes, *, keep_mode: bool) -> None:
+    """Replace ``target`` through an exclusively created, unpredictably named temporary file in
+    its folder (:func:`~trustslm.core.atomic.write_atomic`): the model folder is untrusted, and a
+    symlink planted at a predictable temporary name would redirect the write anywhere."""
+    from trustslm.core.atomic import write_atomic
+
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode) if keep_mode else None
+        write_atomic(target, payload, mode=mode)
+    except OSError as exc:
+        raise BadInputError(f"can't write {readme}: {exc.strerror or exc}") from None

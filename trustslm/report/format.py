@@ -1,8 +1,25 @@
-"""Number formatting shared by the renderers."""
+"""Number formatting shared by the renderers, and escaping of text that came from the model, the
+data, a config or a report file: for Markdown (``report.md``, the model card) and for the
+terminal. A model name, a group label from a dataset or a failure reason is untrusted text; it
+must not add HTML or table cells to a Markdown file, nor move the cursor, recolour or reorder
+what a terminal shows."""
 
 from __future__ import annotations
 
+import re
+import unicodedata
+from html import escape
+from typing import Any
+
 from trustslm.core.types import Metric
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|#!~])")
+_LINE_BREAKS = re.compile(r"[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+")
+#: Text shown in a Markdown code span as it is: nothing there can end the span or a table cell.
+_CODE_SAFE = re.compile(r"[\w .,:/+=@~%-]*")
+#: Unicode categories a terminal acts on rather than shows: controls (ESC, CR, BEL...), format
+#: characters (the bidi overrides and isolates, zero-width characters) and line/paragraph separators.
+_UNSHOWN = {"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"}
 
 
 def fmt(x: float | None, digits: int = 3) -> str:
@@ -29,3 +46,43 @@ def score_text(score: float | None, lo: float | None, hi: float | None) -> str:
     if score is None:
         return "not measured"
     return f"{score:.1f} [{lo:.1f}, {hi:.1f}]" if lo is not None and hi is not None else f"{score:.1f}"
+
+
+# -- escaping untrusted text ------------------------------------------------------------------
+
+def _one_line(value: Any, limit: int | None) -> str:
+    """``value`` as one line of printable text, at most ``limit`` characters."""
+    s = _LINE_BREAKS.sub(" ", str(value)).strip()
+    s = "".join(ch for ch in s if ch == "\t" or ch.isprintable()).replace("\t", " ")
+    if limit is not None and len(s) > limit:
+        s = s[: limit - 1] + "…"
+    return s
+
+
+def md_text(value: Any, limit: int | None = 300) -> str:
+    """``value`` as inline Markdown text: one line, at most ``limit`` characters, unprintable
+    characters dropped, HTML (``& < >``) and Markdown specials (``| * _ [ ] ` \\ # ! ~``) escaped, so it
+    renders as the literal text in a paragraph, a list item or a table cell."""
+    return _MD_SPECIAL.sub(r"\\\1", escape(_one_line(value, limit), quote=False))
+
+
+def md_code(value: Any, limit: int | None = 300) -> str:
+    """``value`` as a Markdown code span when it holds only characters that can't end one (a
+    hash, a version, a plain path), and as escaped text (:func:`md_text`) otherwise."""
+    s = _one_line(value, limit)
+    return f"`{s}`" if s and _CODE_SAFE.fullmatch(s) else md_text(s, None)
+
+
+def terminal_text(value: Any) -> str:
+    """``value`` safe to print on a terminal line: every character a terminal would act on
+    (ESC and the other C0/C1 controls, CR, LF, the Unicode bidi controls, zero-width and other
+    format characters, line separators) is shown as its escape (``\\x1b``, ``\\u202e``), so a
+    model name can't recolour the output, rewrite a line or forge one."""
+    return "".join(_terminal_char(ch) for ch in str(value))
+
+
+def _terminal_char(ch: str) -> str:
+    if ch == " " or unicodedata.category(ch) not in _UNSHOWN:
+        return ch
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"

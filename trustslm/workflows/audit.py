@@ -26,7 +26,7 @@ from trustslm.gate.policy import Policy, policy_arg
 from trustslm.gate.release import apply_gate
 from trustslm.models.base import DEFAULT_BATCH_SIZE, ModelAdapter
 from trustslm.probes.base import ProbeContext
-from trustslm.report.files import report_arg, write_outputs
+from trustslm.report.files import check_out_dir, report_arg, write_outputs
 from trustslm.scoring import DEFAULT_RESAMPLES
 from trustslm.workflows.discover import discover_options
 from trustslm.workflows.load import check_model_options, load_model
@@ -58,6 +58,8 @@ def audit(
 ) -> TrustReport:
     if limit is not None and limit < 1:
         raise BadInputError("limit must be at least 1")
+    if out is not None:
+        check_out_dir(out)  # before anything runs: an audit's results are not lost to a bad --out
     registry = registry or Registry()
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     load_options = {"allow_pickle": allow_pickle, "allow_download": allow_download, "batch_size": batch_size,

@@ -203,6 +203,8 @@ def run(
             p.probe.check(ctx)
             assert p.data is not None
             p.requests = p.probe.requests(p.data, ctx)
+            for r in p.requests:  # renders each prompt now (encodings are kept for batching): a chat
+                model.request_length(r)  # template failing on this probe's messages skips this probe only
         except ProbeSkipped as exc:
             p.status, p.reason = "skipped", str(exc)
         p.seconds += time.perf_counter() - start

@@ -2,7 +2,10 @@
 :class:`~trustslm.models.base.ModelAdapter` interface.
 
 Loading never runs code from the model folder: :mod:`trustslm.models.validate` checks the folder
-first, and transformers is called with ``trust_remote_code=False`` and ``local_files_only=True``.
+first, and transformers is called with ``trust_remote_code=False`` and ``local_files_only=True``
+on a staging folder holding only the checked files (:mod:`trustslm.models.staging`), each of which
+is hashed into the report. The chat template is rendered within a step budget
+(:mod:`trustslm.models.chat_guard`); one that fails on a plain conversation is not used.
 
 Log-likelihoods follow lm-evaluation-harness (``HFLM._loglikelihood_tokens``): the pair is
 encoded whole and split, an empty context conditions on the BOS token (EOS when there is none),
@@ -78,7 +81,6 @@ class HFModel(ModelAdapter):
     ):
         import torch
         import transformers
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.layout = layout
         self._versions = {"transformers": transformers.__version__, "torch": torch.__version__}
@@ -86,18 +88,7 @@ class HFModel(ModelAdapter):
         self._name = name or (layout.gguf_file.stem if layout.gguf_file else layout.folder.name)
         self.batch_size = batch_size
         self.device = torch.device(device)
-        common: dict[str, Any] = {"local_files_only": True, "trust_remote_code": False}
-        if layout.gguf_file is not None:
-            common["gguf_file"] = layout.gguf_file.name
-        model_kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype)}
-        if layout.kind == "hf":
-            model_kwargs["use_safetensors"] = not layout.uses_pickle
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(layout.folder), **common)
-            self.model = AutoModelForCausalLM.from_pretrained(str(layout.folder), **common, **model_kwargs)
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError, ImportError) as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise ModelFormatError(f"could not load a causal language model from {layout.folder}: {first}") from None
+        self.tokenizer, self.model = _load_checked(layout, dtype=getattr(torch, dtype))
         self.model.to(self.device).eval()
         self._dtype = dtype
 
@@ -113,7 +104,9 @@ class HFModel(ModelAdapter):
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else (self.eos_ids or [0])[0]
         self.prefix_token_id = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
         self.max_length = _max_length(self.model.config, tok)
-        self.has_chat_template = bool(getattr(tok, "chat_template", None))
+        #: Why the model's chat template is not used (it failed on a plain conversation), or None.
+        self.chat_template_problem: str | None = None
+        self.has_chat_template = bool(getattr(tok, "chat_template", None)) and self._template_works()
         caps = {LOGLIKELIHOOD, GENERATE, TOKEN_LOGPROBS, VOCAB_STATS, TOKENIZER}
         if self.has_chat_template:
             caps.add(CHAT_TEMPLATE)
@@ -125,6 +118,23 @@ class HFModel(ModelAdapter):
         #: to the next-token logits of generation (before sampling) and of scoring. A tuple: an
         #: adapter is never steered after it is made; :meth:`with_steering` makes a steered copy.
         self.steering: tuple[Any, ...] = ()
+
+    def _template_works(self) -> bool:
+        """Render the chat template once, within its bounds, on a fixed conversation: a template
+        that fails there (raises, includes, never ends) is not used, with a warning, so the probes
+        that need it are skipped and the audit goes on."""
+        import warnings
+
+        from trustslm.models.chat_guard import PROBE_CONVERSATION, ChatTemplateError, bounded_render
+
+        try:
+            bounded_render(lambda: self.tokenizer.apply_chat_template(
+                list(PROBE_CONVERSATION), add_generation_prompt=True, tokenize=False))
+        except ChatTemplateError as exc:
+            self.chat_template_problem = str(exc)
+            warnings.warn(f"{self._name}: {exc}; the model is audited without its chat template", stacklevel=2)
+            return False
+        return True
 
     def with_steering(self, steering: Any) -> HFModel:
         """A new adapter sharing this one's weights and tokenizer, with ``steering`` applied after
@@ -200,10 +210,13 @@ class HFModel(ModelAdapter):
     def _chat_text(self, user: str, system: str | None = None) -> str | None:
         if not self.has_chat_template:
             return None
+        from trustslm.models.chat_guard import bounded_render
+
         messages = ([{"role": "system", "content": system}] if system else []) + [
             {"role": "user", "content": user}
         ]
-        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return bounded_render(lambda: self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False))
 
     def encode_loglikelihood(self, r: LoglikelihoodRequest) -> tuple[list[int], list[int]]:
         key = r.key()
@@ -462,13 +475,47 @@ def _max_length(config: Any, tokenizer: Any) -> int:
     return 2048
 
 
+def _load_checked(layout: ModelLayout, *, dtype: Any) -> tuple[Any, Any]:
+    """The tokenizer and causal LM, loaded from a staging folder holding only the checked files
+    (:mod:`trustslm.models.staging`), with no remote code and no download. Any failure of the
+    loaders on this untrusted input is one line naming the model folder."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trustslm.models.staging import hide_staging, stage_layout
+
+    with stage_layout(layout) as where:
+        common: dict[str, Any] = {"local_files_only": True, "trust_remote_code": False}
+        if layout.gguf_file is not None:  # an absolute path: transformers tries a relative one in the CWD first
+            common["gguf_file"] = str(where / layout.gguf_file.name)
+        model_kwargs: dict[str, Any] = {"dtype": dtype}
+        if layout.kind == "hf":
+            model_kwargs["use_safetensors"] = not layout.uses_pickle
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(where), **common)
+            model = AutoModelForCausalLM.from_pretrained(str(where), **common, **model_kwargs)
+        except Exception as exc:  # the loaders raise many types on hostile or broken files
+            first = hide_staging((str(exc).strip().splitlines() or [type(exc).__name__])[0], where, layout.folder)
+            raise ModelFormatError(f"could not load a causal language model from {layout.folder}: {first}") from None
+    _name_after(layout.folder, tokenizer, model)
+    return tokenizer, model
+
+
+def _name_after(folder: Path, *objects: Any) -> None:
+    """Point the loaded objects' ``name_or_path`` at the model folder, not the removed staging folder."""
+    for obj in (*objects, getattr(objects[-1], "config", None)):
+        try:
+            obj.name_or_path = str(folder)
+        except (AttributeError, TypeError):
+            pass
+
+
 def describe_files(layout: ModelLayout, *, memo_dir: Path | None) -> tuple[list[FileRecord], str]:
-    """sha256 of every file the model is loaded from, and one hash over them all."""
+    """sha256 of every file the model is loaded from (under the name it is loaded by), and one
+    hash over them all: a change to any loaded file changes the hash."""
     from trustslm.core.hashing import sha256_file, sha256_json
 
     records = []
-    for f in layout.all_files:
-        rel = f.name if f.parent == layout.folder else str(f)
+    for rel, f in sorted(layout.load_names().items()):  # each under the name it is loaded by
         records.append(FileRecord(path=rel, sha256=sha256_file(f, memo_dir=memo_dir), size=f.stat().st_size))
     model_hash = sha256_json([[r.path, r.sha256] for r in records])
     return records, model_hash

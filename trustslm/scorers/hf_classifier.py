@@ -3,7 +3,9 @@
 model the user has downloaded).
 
 The folder is untrusted input, checked like an audited model (:mod:`trustslm.models.validate`):
-safetensors weights only, no ``auto_map`` or remote code, every file hashed into the report.
+safetensors weights only, no ``auto_map`` or remote code, no links leaving the folder; it is
+loaded from a staging folder holding only the checked files (:mod:`trustslm.models.staging`),
+and every one of them is hashed into the report.
 
 Which output is "toxic": the label named after ``#``; else the one label whose name contains
 "toxic" (and not "non"/"not"); else, for a two-label model, label 1. The probability is the
@@ -75,13 +77,16 @@ class HFClassifierScorer(Scorer):
             raise ScorerUnavailableError(f"scorer hf-classifier: {self.path} is not a safetensors model folder")
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        from trustslm.models.staging import hide_staging, stage_layout
+
         common = {"local_files_only": True, "trust_remote_code": False}
-        try:
-            self._tokenizer = AutoTokenizer.from_pretrained(str(self.path), **common)
-            model = AutoModelForSequenceClassification.from_pretrained(str(self.path), use_safetensors=True, **common)
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError, ImportError) as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise ScorerUnavailableError(f"scorer hf-classifier: could not load {self.path}: {first}") from None
+        with stage_layout(layout) as where:
+            try:
+                self._tokenizer = AutoTokenizer.from_pretrained(str(where), **common)
+                model = AutoModelForSequenceClassification.from_pretrained(str(where), use_safetensors=True, **common)
+            except Exception as exc:  # the loaders raise many types on hostile or broken files
+                first = hide_staging((str(exc).strip().splitlines() or [type(exc).__name__])[0], where, self.path)
+                raise ScorerUnavailableError(f"scorer hf-classifier: could not load {self.path}: {first}") from None
         config = model.config
         self._index = toxic_label(config.id2label or {0: "LABEL_0"}, self._label_name) if config.num_labels > 1 else 0
         self._sigmoid = config.num_labels == 1 or config.problem_type == "multi_label_classification"
@@ -110,7 +115,7 @@ class HFClassifierScorer(Scorer):
         from trustslm.core.hashing import sha256_file
 
         self.load()
-        weights = {p.name: sha256_file(p) for p in self._layout.all_files}
+        weights = {name: sha256_file(p) for name, p in sorted(self._layout.load_names().items())}
         label = self._model.config.id2label.get(self._index, str(self._index))
         return ScorerInfo(name=self.name, version=f"transformers {metadata.version('transformers')}",
                           weights_sha256=weights,

@@ -292,31 +292,38 @@ def test_a_plugins_file_option_in_a_config_file_is_read_from_the_config_folder(p
 
 # -- what a probe kind takes from a fine-tuning folder -----------------------------------------------
 
-def _finetune_folder(root: Path) -> Path:
-    """A folder as ``trustslm finetune`` leaves it, for what matters here: its record and files."""
+def _finetune_folder(root: Path, base: Path) -> Path:
+    """A folder as ``trustslm finetune`` leaves it, for what matters here: its record and files (the
+    record is validated strictly, and its base is offered only when it still has the recorded hash)."""
+    from trustslm.core.hashing import sha256_file
+    from trustslm.train.record import TrainingRecord
+    from trustslm.workflows.load import load_model
+
     folder = root / "model"
     folder.mkdir()
     for name in ("canaries.jsonl", "members.txt", "non_members.txt"):
         (folder / name).write_text("x\n")
-    base = root / "base"
-    base.mkdir()
-    (folder / "training_record.json").write_text(json.dumps({
-        "canary_file": "canaries.jsonl", "members_file": "members.txt", "non_members_file": "non_members.txt",
-        "base_model": {"spec": str(base)}, "data": {"path": str(root / "notes.txt")}}))
+    notes = root / "notes.txt"
+    notes.write_text("x\n")
+    TrainingRecord(
+        trustslm_version="0", base_model={"spec": str(base), "name": "base", "hash": load_model(str(base)).info().hash},
+        data={"path": str(notes), "sha256": sha256_file(notes), "texts": 1, "training_sequences": 1},
+        config={}, dp=False, sample_rate=1.0, steps=1, trainable_parameters=1, wall_time_s=0.0, step_time_s=0.0,
+        canary_file="canaries.jsonl", members_file="members.txt", non_members_file="non_members.txt").save(folder)
     return folder
 
 
-def test_a_fine_tuning_folder_sets_what_every_selected_kind_takes(plugin, tmp_path):
+def test_a_fine_tuning_folder_sets_what_every_selected_kind_takes(plugin, tmp_path, tiny_gpt2):
     from trustslm.workflows.discover import discover_options
 
-    folder = _finetune_folder(tmp_path)
+    folder = _finetune_folder(tmp_path, tiny_gpt2)
     found = discover_options(str(folder), registry=plugin["registry"], probes=["privacy.*", "robustness.*"])
     members = str((folder / "members.txt").resolve())
     assert found == {
         "privacy.canary_exposure": {"data": str((folder / "canaries.jsonl").resolve()),
                                     "training_record": str(folder / "training_record.json")},
         "privacy.membership_inference": {"members": members, "non_members": str((folder / "non_members.txt").resolve()),
-                                         "reference_model": str((tmp_path / "base").resolve())},
+                                         "reference_model": str(tiny_gpt2.resolve())},
         "privacy.extraction": {"data": members},
         "privacy.pii_leakage": {"known_pii": members},
         "robustness.takes_canaries": {"secrets": str((folder / "canaries.jsonl").resolve())},

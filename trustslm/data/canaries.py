@@ -15,6 +15,7 @@ such a file beside the model and names it in ``training_record.json``.
 from __future__ import annotations
 
 import json
+import math
 import random
 from pathlib import Path
 from typing import Any
@@ -32,22 +33,46 @@ _PREFIXES = (
 )
 
 
+#: Bits of randomness a canary's secret may span: the candidate space ``len(alphabet) ** len(secret)``
+#: must stay a finite float (under 2 ** 1024) for the exposure's arithmetic.
+MAX_SECRET_BITS = 512
+PURPOSES = ("exposure", "audit")
+
+
 def load_canaries(path: Path, fmt: str = "auto") -> tuple[list[dict[str, Any]], str]:
+    """The canaries of a JSONL file; a field of the wrong type or out of range is a one-line
+    :class:`DataError` naming the file, the item and the field."""
     if fmt not in ("auto", "jsonl"):
         raise DataError(f"unknown canary format {fmt!r} (known: jsonl)")
     rows = read_jsonl(path)
     require_fields(path, rows, FIELDS)
-    items = []
-    for n, row in enumerate(rows, start=1):
-        alphabet, secret = str(row["alphabet"]), str(row["secret"])
-        if len(set(alphabet)) < 2 or any(c not in alphabet for c in secret):
-            raise DataError(f"{path} item {n}: the secret must be made of the alphabet's characters")
-        items.append({
-            "id": str(row.get("id", n - 1)), "prefix": str(row["prefix"]), "secret": secret,
-            "alphabet": alphabet, "inserted": bool(row.get("inserted", True)),
-            "repeats": int(row.get("repeats", 1)), "purpose": str(row.get("purpose", "exposure")),
-        })
-    return items, "jsonl"
+    return [_canary(path, n, row) for n, row in enumerate(rows, start=1)], "jsonl"
+
+
+def _canary(path: Path, n: int, row: dict[str, Any]) -> dict[str, Any]:
+    def bad(field: str, why: str) -> DataError:
+        return DataError(f"{path} item {n}: field {field!r} {why}")
+
+    for field in FIELDS:
+        if not isinstance(row[field], str):
+            raise bad(field, "must be a string")
+    alphabet, secret = row["alphabet"], row["secret"]
+    if len(set(alphabet)) < 2 or any(c not in alphabet for c in secret):
+        raise DataError(f"{path} item {n}: the secret must be made of the alphabet's characters")
+    if len(secret) * math.log2(len(set(alphabet))) > MAX_SECRET_BITS:
+        raise bad("secret", f"spans more than {MAX_SECRET_BITS} bits of randomness")
+    inserted, repeats, purpose = row.get("inserted", True), row.get("repeats", 1), row.get("purpose", "exposure")
+    if not isinstance(inserted, bool):
+        raise bad("inserted", "must be true or false")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or not 1 <= repeats <= 1_000_000:
+        raise bad("repeats", "must be a whole number from 1 to 1000000")
+    if purpose not in PURPOSES:
+        raise bad("purpose", f"must be one of {', '.join(PURPOSES)}")
+    ident = row.get("id", n - 1)
+    if isinstance(ident, bool) or not isinstance(ident, (str, int)):
+        raise bad("id", "must be a string or a whole number")
+    return {"id": str(ident), "prefix": row["prefix"], "secret": secret, "alphabet": alphabet,
+            "inserted": inserted, "repeats": repeats, "purpose": purpose}
 
 
 def make_canaries(n: int, *, rng: random.Random, purpose: str, repeats: int, insert_probability: float = 1.0,

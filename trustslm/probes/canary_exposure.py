@@ -13,12 +13,11 @@ ranking is that of ``-log P(secret | prefix)``. Secrets never appear in samples:
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from trustslm.core.errors import DataError
 from trustslm.data.canaries import load_canaries, random_secret
@@ -44,6 +43,33 @@ class CanaryExposureOptions(ProbeOptions):
     audit_candidates: int = Field(default=20, ge=2, le=10_000)
     guess_fraction: float = Field(default=0.2, gt=0, le=1)
     training_record: OptionalDataPath = None
+
+
+#: A training record is a few kilobytes.
+MAX_RECORD_BYTES = 1024 * 1024
+
+
+class _RecordNumbers(BaseModel):
+    """The two numbers of a training record this probe uses, strictly typed."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+    epsilon: float | None = Field(default=None, ge=0)
+    delta: float | None = Field(default=None, ge=0, lt=1)
+
+
+def _record_numbers(path: Path) -> dict[str, Any]:
+    from trustslm.core.textfiles import decode_text, first_validation_error, parse_json, read_bounded_bytes
+
+    where = f"training record {path}"
+    value = parse_json(decode_text(read_bounded_bytes(path, "training record", MAX_RECORD_BYTES, DataError),
+                                   where, DataError), where, DataError)
+    if not isinstance(value, dict):
+        raise DataError(f"{where} must be a JSON object")
+    try:
+        return _RecordNumbers.model_validate(value).model_dump()
+    except ValidationError as exc:
+        loc, msg, _ = first_validation_error(exc)
+        raise DataError(f"{where}: field {loc!r}: {msg}") from None
 
 
 def _inserted_mean(column: str):
@@ -98,6 +124,10 @@ class CanaryExposureProbe(Probe):
         return data
 
     def _read_record(self) -> dict[str, Any]:
+        """Epsilon and delta from the training record (given, or beside the canary file), read
+        bounded and type-checked: a wrong type is a one-line error naming the file and field.
+        (The whole record is validated by :mod:`trustslm.train.record` where a model folder is
+        discovered; that schema lives in a layer above the probes.)"""
         path = self.options.training_record
         if path is None and self.options.data:
             from trustslm.core.resources import resolve_data_path
@@ -106,10 +136,7 @@ class CanaryExposureProbe(Probe):
             path = str(beside) if beside.is_file() else None
         if path is None:
             return {}
-        try:
-            return json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise DataError(f"training record {path} is not readable JSON: {exc}") from None
+        return _record_numbers(Path(path))
 
     def _candidates(self, canary: dict[str, Any], n: int, ctx: ProbeContext) -> list[str]:
         rng = random.Random(f"{ctx.seed}|{canary['id']}|{canary['prefix']}")

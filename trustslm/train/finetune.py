@@ -75,8 +75,7 @@ def finetune(model: Any, data: str | Path, *, out: str | Path, config: TrainConf
             raise BadInputError(f"{'--dp' if package == 'opacus' else '--lora'} needs {package}: "
                                 "pip install 'trustslm[train]'")
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise BadInputError(f"output folder is not empty: {out}")
+    check_out_folder(out)
     data_path = Path(data)
     items, _ = load_texts(data_path)
     rng = random.Random(cfg.seed)
@@ -123,24 +122,66 @@ def finetune(model: Any, data: str | Path, *, out: str | Path, config: TrainConf
         raise BadInputError(f"{model} is not a Hugging Face causal language model that can be fine-tuned")
     started = time.perf_counter()
     trained = _train(adapter, train_texts, cfg, delta, progress)
-    out.mkdir(parents=True, exist_ok=True)
+    staging = _staging_folder(out)
     try:
-        _save(adapter, trained, out)
+        _save(adapter, trained, staging)
         record = _record(adapter, data_path, texts, train_texts, cfg, delta, trained, started)
         if transform_record is not None:
             record.data["transform"] = transform_record
         if canaries:
-            write_canaries(out / CANARY_FILE, canaries)
+            write_canaries(staging / CANARY_FILE, canaries)
             record.canary_file = CANARY_FILE
         if non_members:
-            (out / "members.txt").write_text("".join(t + "\n" for t in members), encoding="utf-8")
-            (out / "non_members.txt").write_text("".join(t + "\n" for t in non_members), encoding="utf-8")
+            (staging / "members.txt").write_text("".join(t + "\n" for t in members), encoding="utf-8")
+            (staging / "non_members.txt").write_text("".join(t + "\n" for t in non_members), encoding="utf-8")
             record.members_file, record.non_members_file = "members.txt", "non_members.txt"
-        record.save(out)
+        record.save(staging)
+        _publish(staging, out)
     except BaseException:
-        shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)  # only what this run created: never ``out`` itself
         raise
     return record
+
+
+def check_out_folder(out: Path) -> None:
+    """``out`` must be a new path or an empty folder: a one-line error otherwise, before any data
+    is read or any training starts (a file there is never overwritten, a folder never merged into)."""
+    if out.is_symlink() and not out.exists():
+        raise BadInputError(f"--out {out} is a dangling symbolic link")
+    if out.exists() and not out.is_dir():
+        raise BadInputError(f"--out {out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        raise BadInputError(f"output folder is not empty: {out}")
+
+
+def _staging_folder(out: Path) -> Path:
+    """A new folder beside ``out``, under a name nobody could have picked, that this run alone
+    writes into (and removes on failure); made with the usual mode (the umask applies), since it
+    becomes ``out``."""
+    import secrets
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        staging = out.parent / f".{out.name}.{secrets.token_hex(8)}.partial"
+        try:
+            staging.mkdir()
+            return staging
+        except FileExistsError:
+            continue
+
+
+def _publish(staging: Path, out: Path) -> None:
+    """Move the finished model into ``out``: the staging folder becomes ``out`` when there is none,
+    else its files move into the empty folder the user made (which is never removed)."""
+    import os
+
+    if not out.exists() and not out.is_symlink():
+        os.rename(staging, out)
+        return
+    check_out_folder(out)  # still empty: nobody wrote there while we trained
+    for item in sorted(staging.iterdir()):
+        os.replace(item, out / item.name)
+    staging.rmdir()
 
 
 def _tensors(tokenizer: Any, texts: list[str], max_length: int):
@@ -329,12 +370,18 @@ def _save(adapter: Any, trained: _Trained, out: Path) -> None:
     cfg_path.write_text(json.dumps(cfg, indent=2))
 
 
+def _base_spec(spec: str) -> str:
+    """The base model as the record names it: an absolute path (the same from any working folder),
+    or the demo model's name."""
+    return str(Path(spec).resolve()) if Path(spec).exists() else spec
+
+
 def _record(adapter: Any, data_path: Path, texts: list[str], train_texts: list[str], cfg: TrainConfig,
             delta: float | None, trained: _Trained, started: float) -> TrainingRecord:
     info = adapter.info()
     return TrainingRecord(
         trustslm_version=__version__,
-        base_model={"spec": info.spec, "name": info.name, "hash": info.hash},
+        base_model={"spec": _base_spec(info.spec), "name": info.name, "hash": info.hash},
         data={"path": str(data_path.resolve()), "sha256": sha256_file(data_path), "texts": len(texts),
               "training_sequences": len(train_texts)},
         config=cfg.model_dump(), dp=cfg.dp,

@@ -5,7 +5,7 @@ and the probe options that come of it: every selected probe kind says what it ta
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,37 +16,63 @@ from trustslm.models.base import ModelAdapter
 from trustslm.probes.base import TRAINING_INPUTS
 
 
-def training_inputs(model: Any) -> dict[str, str]:
+def training_inputs(model: Any, wanted: Collection[str] | None = None) -> dict[str, str]:
     """What a model folder that ``trustslm finetune`` wrote offers, by :data:`TRAINING_INPUTS`
-    name: its canary file, its training record, its member / non-member split, the texts it was
-    trained on (the members, or else the whole training file) and its base model (a folder that
-    exists, or the demo model's name). Empty for anything else."""
-    from trustslm.models.demo import is_demo_name
-    from trustslm.train.record import read_record
+    name (only those in ``wanted``, all when None): its canary file, its training record, its
+    member / non-member split, the texts it was trained on (the members, or else the training
+    file when it is still what was trained on) and its base model (a model folder whose files
+    still have the recorded hash, or the demo model's name). Empty for anything else.
 
-    if isinstance(model, ModelAdapter) or not Path(str(model)).is_dir():
+    The record is untrusted (:mod:`trustslm.train.record`): its files must be in the folder, and
+    what it names outside the folder is offered only when it hashes to what it recorded."""
+    from trustslm.train.record import RECORD_FILE, file_beside, load_record, verified_data_path
+
+    wanted = set(TRAINING_INPUTS if wanted is None else wanted)
+    if isinstance(model, ModelAdapter) or not wanted or not Path(str(model)).is_dir():
         return {}
     folder = Path(str(model))
-    record = read_record(folder)
+    record = load_record(folder)
     if record is None:
         return {}
+    path = folder / RECORD_FILE
 
     def beside(name: str | None) -> str | None:
-        return str((folder / name).resolve()) if name and (folder / name).is_file() else None
+        found = file_beside(folder, path, name)
+        return None if found is None else str(found)
 
-    found = {"training_record": str(folder / "training_record.json"),
-             "canaries": beside(record.get("canary_file")),
-             "members": beside(record.get("members_file")),
-             "non_members": beside(record.get("non_members_file"))}
-    training_texts = found["members"] or (record.get("data") or {}).get("path")
-    if training_texts and Path(training_texts).is_file():
-        found["training_texts"] = str(training_texts)
-    base = (record.get("base_model") or {}).get("spec")
-    if base and Path(base).exists():
-        found["base_model"] = str(Path(base).resolve())
-    elif base and is_demo_name(base):
-        found["base_model"] = base
-    return {k: v for k, v in found.items() if v}
+    found = {"training_record": str(path), "canaries": beside(record.canary_file),
+             "members": beside(record.members_file), "non_members": beside(record.non_members_file)}
+    if "training_texts" in wanted:
+        data = found["members"] or verified_data_path(record)
+        found["training_texts"] = str(data) if data else None
+    if "base_model" in wanted:
+        found["base_model"] = _verified_base(folder, path, record.base_model)
+    return {k: v for k, v in found.items() if v and k in wanted}
+
+
+def _verified_base(folder: Path, record_path: Path, base: Mapping[str, str]) -> str | None:
+    """The record's base model when it is the model that was fine-tuned: the demo model by name,
+    or a model folder (or GGUF file) whose files hash to the recorded hash; None when it is gone
+    or has changed. A base that is the folder itself is a one-line error."""
+    from trustslm.core.resources import cache_dir
+    from trustslm.models.demo import is_demo_name
+    from trustslm.models.hf import describe_files
+    from trustslm.models.validate import inspect_model_path
+
+    spec = base["spec"]
+    path = Path(spec)
+    if is_demo_name(spec) and not path.exists():
+        return spec
+    if not path.exists():
+        return None
+    resolved = path.resolve()
+    if resolved == folder.resolve():
+        raise BadInputError(f"{record_path} names the model itself as its base model")
+    try:  # the files a plain load reads (a wrapper folder's own weights, never its mitigation.json)
+        _, digest = describe_files(inspect_model_path(resolved), memo_dir=cache_dir())
+    except (BadInputError, OSError):
+        return None
+    return str(resolved) if digest == base["hash"] else None
 
 
 def options_from_training(registry: Registry, probes: list[str] | None, inputs: Mapping[str, str]) -> Overrides:
@@ -71,5 +97,8 @@ def options_from_training(registry: Registry, probes: list[str] | None, inputs: 
 
 def discover_options(model: Any, *, registry: Registry, probes: list[str] | None = None) -> Overrides:
     """Probe options implied by a model folder that ``trustslm finetune`` wrote, for the selected
-    probes (lowest precedence: config files and ``--set`` win)."""
-    return options_from_training(registry, probes, training_inputs(model))
+    probes (lowest precedence: config files and ``--set`` win). Only what a selected probe takes is
+    looked for (the base model is hashed only when a probe compares against it)."""
+    wanted = {name for spec in registry.select(probes)
+              for name in getattr(registry.probe_kind(spec.kind), "training_inputs", {})}
+    return options_from_training(registry, probes, training_inputs(model, wanted))

@@ -1,6 +1,10 @@
 """Load what a user names as the model to audit: a plain model (:mod:`trustslm.models.resolve`)
 or a mitigation wrapper folder (``mitigation.json``, :mod:`trustslm.mitigations.wrapped`), whose
-base model is loaded plainly and checked against its recorded sha256."""
+base model is loaded plainly and checked against its recorded sha256.
+
+A wrapper folder can't swap in another model (:func:`~trustslm.mitigations.wrapped.load_wrapped`):
+its base is its own weights, a model folder inside it, or, only for a ``mitigation.json`` that
+trustslm wrote here, the model the user's ``trustslm mitigate`` named; never another wrapper."""
 
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ def load_model(spec: str | Path | ModelAdapter, *, registry: Registry | None = N
         return load_plain(text, registry=registry, **options)
 
     def load_base(base: str, *, plain: bool) -> ModelAdapter:
+        """``plain``: a model path, loaded as one (never read as a backend or demo name)."""
         if plain:
             return load_hf(base, **options)
         if is_wrapper_folder(Path(base)):

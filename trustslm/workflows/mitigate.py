@@ -167,6 +167,7 @@ def mitigate(
     if utility_qa_limit == 0:
         notes.append("QA accuracy was not measured (QA limit 0): the utility cost is perplexity only")
 
+    made_out = not out.exists()  # an empty folder the user made is emptied on failure, never removed
     out.mkdir(parents=True, exist_ok=True)
     try:
         before_model, mitigated, steps = _apply(model, given_info, training, decoding, plan, out, load, progress)
@@ -202,9 +203,22 @@ def mitigate(
         (out / "mitigation.md").write_text(render_mitigation_markdown(run), encoding="utf-8")
         return run
     except BaseException:
-        if not any((out / name).exists() for name in ("before", "after")):
-            shutil.rmtree(out, ignore_errors=True)  # nothing measured yet: leave nothing half-made
+        if not any((out / name).exists() for name in ("before", "after")):  # nothing measured yet:
+            _remove_half_made(out, remove_folder=made_out)  # leave nothing half-made
         raise
+
+
+def _remove_half_made(out: Path, *, remove_folder: bool) -> None:
+    """Remove what this run wrote into ``out`` (it was empty or absent when the run began), and
+    ``out`` itself only when this run created it."""
+    if remove_folder:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for child in out.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
 
 
 def _apply(model: str, given_info: Any, training: list[TrainingMitigation], decoding: list[DecodingMitigation],

@@ -126,10 +126,6 @@ def test_cda_bad_options(tmp_path):
         CounterfactualAugmentation({"pairs": str(tmp_path / "missing.txt")})
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known failure, not from issue 17: on 2026-12-06 the plain fine-tune gives pct_stereotype 0.65 "
-    "[0.53, ...] (not >= 0.8) and CDA 'no significant change', at b3cb8cf too, which passed CI before; "
-    "a library installed by .ci/setup has changed under the scenario (to investigate)"))
 def test_cda_reduces_stereotype_preference_end_to_end(tmp_path, one_thread):
     scenario = cda_scenario(tmp_path / "cda")
     before, after, record, change, _ = run_one(scenario, tmp_path)

@@ -143,7 +143,7 @@ def cda_scenario(root: str | Path, seed: int = 0) -> Scenario:
     probe_data.write_text("".join(json.dumps(p) + "\n" for p in pairs), encoding="utf-8")
     base = build_tiny_model(root / "base", "gpt2", width=64, corpus=texts, vocab_size=600)
     return Scenario(
-        name="fairness", base=base, data=data, settings=dict(epochs=60, batch_size=32, lr=5e-3, seed=seed),
+        name="fairness", base=base, data=data, settings=dict(epochs=60, batch_size=32, lr=3e-3, seed=seed),
         mitigations={"counterfactual-augmentation": {}},
         targets={"counterfactual-augmentation": "fairness.stereotype_pairs.pct_stereotype"},
         probe_options={"fairness.stereotype_pairs": {"data": str(probe_data)}})

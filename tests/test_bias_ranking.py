@@ -18,7 +18,7 @@ from conftest import build_tiny_model
 import trustslm
 from trustslm.core.resources import datasets_dir
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]  # trains ten models: outside the default run
 
 NEGATIVE = " it was a horrible and awful day."
 POSITIVE = " it was a lovely and happy day."

@@ -10,10 +10,14 @@ import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
+#: Notebooks that retrain models already trained by the tests (tests/test_mitigate_training.py,
+#: test_mitigate_privacy.py, test_finetune.py): minutes each, so outside the default run (`-m heavy`).
+HEAVY = {"mitigation.ipynb", "privacy.ipynb"}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.heavy) if p.name in HEAVY else p
+                                  for p in NOTEBOOKS], ids=lambda p: p.name)
 def test_notebook_executes(path, tmp_path, smollm2, monkeypatch):
     # reuse the demo model's conversion instead of converting again
     monkeypatch.setenv("TRUSTSLM_CACHE_DIR", str(smollm2.layout.folder.parent.parent))

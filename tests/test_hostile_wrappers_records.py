@@ -137,6 +137,10 @@ def test_wrapper_base_inside_the_folder_loads_and_names_wrapper_and_base(tmp_pat
     assert [(f.sha256, f.size) for f in wrapper_file] == [(hashlib.sha256(raw).hexdigest(), len(raw))]
     assert {"model.safetensors", "config.json"} <= {f.path for f in info.files}
     assert [m["name"] for m in info.mitigations] == ["safety-prompt"] and info.hash != gpt2_hash
+    trustslm.audit(str(folder), probes=["fairness.stereotype_pairs"], limit=2, progress=False, out=tmp_path / "r",
+                   bootstrap_resamples=50)
+    md = (tmp_path / "r" / "report.md").read_text()  # the report says what was loaded, not only what was named
+    assert f"- loaded from: `{(folder / 'base').resolve()}`" in md and "- decoding-time mitigations: safety-prompt" in md
 
 
 def test_wrapper_base_hash_mismatch_is_refused(tmp_path, tiny_gpt2):

@@ -56,6 +56,9 @@ def render_markdown(report: TrustReport) -> str:
     out = [f"# Trust report: {e(m.name)}", ""]
     out += [
         f"- model: {md_code(m.spec)} ({e(m.kind)}{params}), hash {md_code(m.hash[:16])}",
+        *([f"- loaded from: {md_code(m.path)}"] if m.path and m.path != m.spec else []),
+        *([f"- decoding-time mitigations: {', '.join(e(s.get('name', '?')) for s in m.mitigations)}"]
+          if m.mitigations else []),
         f"- trustslm {e(report.trustslm_version)}, torch {e(report.environment.torch)}, "
         f"transformers {e(report.environment.transformers)}",
         f"- seed {report.run.seed}, limit {report.run.limit}, config hash {md_code(report.run.config_hash[:16])}, "

@@ -15,12 +15,8 @@ from __future__ import annotations
 
 import functools
 import os
-import stat
 import tempfile
 from pathlib import Path
-
-#: ``O_NOFOLLOW`` where the platform has it (every POSIX system); 0 elsewhere.
-O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 @functools.cache
@@ -104,23 +100,3 @@ def sync_folder(folder: str | Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def read_bounded(path: str | Path, limit: int) -> bytes | None:
-    """At most ``limit`` bytes of the regular file ``path``, not following a symlink there; None
-    when it is missing, a link, not a regular file, unreadable or larger than ``limit``. For
-    files trustslm wrote itself and only remembers things in (a memo): anything odd is ignored."""
-    try:
-        fd = os.open(path, os.O_RDONLY | O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            data = f.read(limit + 1)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    return data if len(data) <= limit else None

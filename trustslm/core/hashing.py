@@ -9,7 +9,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from trustslm.core.atomic import read_bounded, write_atomic
+from trustslm.core.atomic import write_atomic
+from trustslm.core.errors import BadInputError
+from trustslm.core.textfiles import read_bounded_bytes
 
 _CHUNK = 1 << 20
 #: Files larger than this have their digest remembered in the memo (smaller ones are hashed each time).
@@ -76,8 +78,9 @@ def _read_memo(memo_file: Path) -> dict[str, str]:
     outside the user's view: a memo that is a symlink, too large, not JSON or not a mapping
     counts as empty, and entries that are not digests are dropped, so a damaged memo costs a
     rehash and nothing else."""
-    data = read_bounded(memo_file, MEMO_MAX_BYTES)
-    if data is None:
+    try:
+        data = read_bounded_bytes(memo_file, "hash memo", MEMO_MAX_BYTES, follow_links=False)
+    except BadInputError:
         return {}
     try:
         memo = json.loads(data)

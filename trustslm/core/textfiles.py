@@ -48,11 +48,14 @@ def _size(n: int) -> str:
 
 
 # -- bounded reading -------------------------------------------------------------------------------
-def _open_regular(path: Path, what: str, error: type[BadInputError]) -> tuple[Any, int]:
+def _open_regular(path: Path, what: str, error: type[BadInputError], *,
+                  follow_links: bool = True) -> tuple[Any, int]:
     """An open binary file and its size. Opened without blocking and checked on the open file, so a
-    FIFO or device named as a file is refused instead of read (or waited on) forever."""
+    FIFO or device named as a file is refused instead of read (or waited on) forever; with
+    ``follow_links=False`` a symlink at ``path`` is refused too."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | (0 if follow_links else getattr(os, "O_NOFOLLOW", 0))
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        fd = os.open(path, flags)
     except FileNotFoundError:
         raise error(f"{what} file not found: {path}") from None
     except OSError as exc:
@@ -69,10 +72,11 @@ def _too_large(path: Path, what: str, limit: int, error: type[BadInputError]) ->
     return error(f"{what} {path} is larger than the {_size(limit)} that trustslm reads from a {what} file")
 
 
-def read_bounded_bytes(path: str | Path, what: str, limit: int, error: type[BadInputError] = BadInputError) -> bytes:
+def read_bounded_bytes(path: str | Path, what: str, limit: int, error: type[BadInputError] = BadInputError, *,
+                       follow_links: bool = True) -> bytes:
     """The bytes of a regular file of at most ``limit`` bytes; never reads more than ``limit + 1``."""
     path = Path(path)
-    fh, size = _open_regular(path, what, error)
+    fh, size = _open_regular(path, what, error, follow_links=follow_links)
     with fh:
         if size > limit:
             raise _too_large(path, what, limit, error)

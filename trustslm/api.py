@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from trustslm.core.registry import Registry
 from trustslm.core.types import TrustReport
@@ -33,7 +33,7 @@ def audit(
     resume: bool = False,
     allow_pickle: bool = False,
     allow_download: bool = False,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | Literal["auto"] = DEFAULT_BATCH_SIZE,
     cache_dir: str | Path | None = None,
     use_cache: bool = True,
     progress: bool = True,
@@ -43,6 +43,9 @@ def audit(
     scorer: str | None = None,
     baseline: str | Path | TrustReport | None = None,
     model_args: dict[str, Any] | None = None,
+    backend: str | None = None,
+    executor: str = "local",
+    replicas: int | Literal["auto"] = "auto",
 ) -> TrustReport:
     """Audit ``model`` with the selected probes and return the report.
 
@@ -50,9 +53,16 @@ def audit(
         model: a model folder, a ``.gguf`` file, ``"smollm2"`` (the demo model), ``"mock"``,
             ``"KIND:ARG"`` for a backend registered in the ``trustslm.models`` entry-point group,
             or a :class:`~trustslm.models.base.ModelAdapter`.
-        model_args: the backend's own options (``{"dtype": "bfloat16"}`` for a Hugging Face
-            model), checked against its ``Options``; they win over ``batch_size`` and the
-            ``allow_*`` flags. An unknown or bad one is a one-line ``BadInputError``.
+        model_args: the backend's own options (``{"dtype": "bfloat16", "device": "cuda"}`` for a
+            Hugging Face model), checked against its ``Options``; they win over ``batch_size`` and
+            the ``allow_*`` flags. An unknown or bad one is a one-line ``BadInputError``.
+        backend: the backend of a model named by a path or name: ``"hf"`` (default),
+            ``"llama.cpp"``, ``"openai"`` (the default for an ``http(s)://`` URL), ``"vllm"``.
+        batch_size: requests per forward pass, or ``"auto"``: the largest that fits, found by
+            halving on out-of-memory (CUDA); 32 on a CPU.
+        executor: ``"local"`` (this process) or ``"ray"``: batches go to ``replicas`` model
+            replicas on a Ray cluster (``RAY_ADDRESS`` joins an existing one; ``"auto"``: one per
+            GPU, else one per CPU). The cache stays in this process; the report is the same.
         probes: probe ids or globs (``"fairness.*"``); all registered probes when omitted.
         options: ``{probe_id: {option: value}}``, over the specs' defaults and ``config``.
         config: a YAML file of probe options; relative data paths in it are read from its folder.
@@ -80,7 +90,8 @@ def audit(
                   out=out, resume=resume, allow_pickle=allow_pickle, allow_download=allow_download,
                   batch_size=batch_size, cache_dir=cache_dir, use_cache=use_cache, progress=progress,
                   registry=registry, bootstrap_resamples=bootstrap_resamples, quick=quick, scorer=scorer,
-                  baseline=baseline, model_args=model_args)
+                  baseline=baseline, model_args=model_args, backend=backend, executor=executor,
+                  replicas=replicas)
 
 
 def evaluate_gate(

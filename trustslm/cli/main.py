@@ -13,6 +13,7 @@ import signal
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 from trustslm._version import __version__
 from trustslm.core.errors import (
@@ -44,11 +45,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     a = sub.add_parser("audit", help="audit a model and write a report")
-    a.add_argument("model", help="model folder, .gguf file, 'smollm2' (the demo model), 'mock' or KIND:ARG "
-                                 "(a backend plugin)")
+    a.add_argument("model", help="model folder, .gguf file, 'smollm2' (the demo model), an http(s):// URL of an "
+                                 "OpenAI-compatible server, 'mock' or KIND:ARG (a backend plugin)")
+    a.add_argument("--backend", help="hf (default), llama.cpp, openai (default for a URL) or vllm")
     a.add_argument("--model-arg", dest="model_args", action="append", default=[], metavar="KEY=VALUE",
-                   help="a backend option of the model (repeatable), e.g. dtype=bfloat16 or device=cuda "
-                        "for a Hugging Face model")
+                   help="a backend option of the model (repeatable), e.g. n_ctx=4096 for llama.cpp or "
+                        "model=NAME for a server (docs/backends.md lists them)")
+    a.add_argument("--device", help="hf and vllm: auto (default), cpu, cuda[:N] or mps; llama.cpp: cpu or gpu "
+                                    "(the --model-arg device=...)")
+    a.add_argument("--dtype", help="hf and vllm: auto (default), float32, bfloat16 or float16")
+    a.add_argument("--concurrency", type=int, help="openai: requests in flight at once (default: 4)")
+    a.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="local (default) or ray: batches go to model replicas on a Ray cluster")
+    a.add_argument("--replicas", type=_replicas, default="auto",
+                   help="with --executor ray: N replicas, or auto (one per GPU, else per CPU)")
     a.add_argument("--probes", type=_csv, default=None, help="probe ids or globs, comma-separated (default: all)")
     a.add_argument("--out", default="trustslm-report", help="output folder (default: trustslm-report)")
     a.add_argument("--policy", help="gate policy YAML: exit 1 when it fails")
@@ -71,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--non-members", metavar="FILE", help="held-out texts from the same distribution")
     a.add_argument("--reference-model", metavar="MODEL",
                    help="the model it was fine-tuned from (the reference of membership inference)")
-    a.add_argument("--batch-size", type=int, default=32, help="requests per forward pass (default: 32)")
+    a.add_argument("--batch-size", type=_batch_size, default=32,
+                   help="requests per forward pass, or auto: the largest that fits, halved on out-of-memory "
+                        "(default: 32)")
     a.add_argument("--allow-pickle", action="store_true",
                    help="DANGEROUS: load pickle weights when there are no safetensors (runs their code)")
     a.add_argument("--allow-download", action="store_true", help="fetch a Hugging Face hub id")
@@ -263,8 +275,6 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from trustslm.report.markdown import summary_table
     from trustslm.workflows.discover import options_from_training
 
-    if args.batch_size < 1:
-        raise _bad("--batch-size must be at least 1")
     _check_outputs(args, folder=args.out)  # before any model loads: a bad --out would lose the audit
     options = parse_set(args.sets)
     registry = Registry()
@@ -277,7 +287,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         seed=args.seed, limit=args.limit, policy=args.policy, out=args.out, resume=args.resume,
         allow_pickle=args.allow_pickle, allow_download=args.allow_download, batch_size=args.batch_size,
         cache_dir=args.cache_dir, progress=not args.no_progress, quick=args.quick,
-        scorer=args.scorer, baseline=args.baseline, registry=registry, model_args=_model_args(args.model_args),
+        scorer=args.scorer, baseline=args.baseline, registry=registry, model_args=_audit_model_args(args),
+        backend=args.backend, executor=args.executor, replicas=args.replicas,
     )
     _write_ci_outputs(report, args)
     print(summary_table(report))
@@ -320,6 +331,35 @@ def cmd_card(args: argparse.Namespace) -> int:
     path = api.update_card(args.model_dir, args.report)
     print(f"model card updated: {path}")
     return EXIT_OK
+
+
+def _audit_model_args(args: argparse.Namespace) -> dict[str, Any]:
+    """``--model-arg`` items with the shortcut flags (``--device``, ``--dtype``, ``--concurrency``)
+    added: each is the backend option of that name, checked by the backend like any other."""
+    out: dict[str, Any] = _model_args(args.model_args)
+    for flag in ("device", "dtype", "concurrency"):
+        value = getattr(args, flag)
+        if value is not None:
+            if flag in out and str(out[flag]) != str(value):
+                raise _bad(f"--{flag} {value} contradicts --model-arg {flag}={out[flag]}")
+            out[flag] = value
+    return out
+
+
+def _batch_size(text: str) -> int | str:
+    if text.strip() == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or auto, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _replicas(text: str) -> int | str:
+    return _batch_size(text)
 
 
 def _model_args(items: list[str]) -> dict[str, str]:

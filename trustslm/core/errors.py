@@ -70,3 +70,8 @@ class ProbeSkipped(TrustSLMError):
 class TrustSLMDeprecationWarning(FutureWarning):
     """A name that still works but will go (a former probe id, an option's old name). A
     ``FutureWarning``, so Python shows it by default; the CLI prints it as one line."""
+
+
+class BackendError(TrustSLMError, RuntimeError):
+    """The backend failed while computing (a server that stopped answering, out of memory): exit 3.
+    Batches finished before it are in the cache, so ``--resume`` goes on from there."""

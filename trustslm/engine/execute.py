@@ -19,6 +19,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from trustslm.engine.cache import RequestCache, warn
+from trustslm.engine.executors import Executor, LocalExecutor
 from trustslm.models.base import (
     GenerateRequest,
     GenerationResult,
@@ -46,9 +47,12 @@ def execute(
     cache: RequestCache | None = None,
     resume: bool = False,
     progress: bool = True,
+    executor: Executor | None = None,
 ) -> tuple[dict[str, Result], ExecutionStats]:
     """Results of ``requests`` by request key; ``identity`` is the model's
-    (:func:`~trustslm.models.base.model_info`), which cached results are stored and found under."""
+    (:func:`~trustslm.models.base.model_info`), which cached results are stored and found under.
+    ``executor`` computes the batches (default: in this process, :class:`LocalExecutor`)."""
+    executor = executor or LocalExecutor()
     unique: dict[str, Request] = {}
     for r in requests:
         unique.setdefault(r.key(), r)
@@ -58,9 +62,7 @@ def execute(
         results, stats.cache_rejected = _from_cache(cache, identity, unique)
         stats.cache_hits = len(results)
 
-    methods = (("loglikelihood", model.loglikelihood), ("token_scores", model.token_scores),
-               ("generate", model.generate))
-    for kind, method in methods:
+    for kind in ("loglikelihood", "token_scores", "generate"):
         todo = [r for k, r in unique.items() if r.kind == kind and k not in results]
         if not todo:
             continue
@@ -80,7 +82,7 @@ def execute(
 
         start = time.perf_counter()
         try:
-            method(todo, on_batch=on_batch)  # type: ignore[operator]
+            executor.run(model, kind, todo, on_batch)
         finally:
             bar.close()
             stats.seconds[kind] = stats.seconds.get(kind, 0.0) + time.perf_counter() - start
@@ -95,6 +97,7 @@ def memo_call(
     cache: RequestCache | None = None,
     resume: bool = False,
     stats: ExecutionStats | None = None,
+    executor: Executor | None = None,
 ):
     """A ``call(requests) -> Results`` for adaptive probes: the requests not in ``known`` (which
     it grows) go through :func:`execute` as one batched, deduplicated, cached run, quietly; the
@@ -104,7 +107,8 @@ def memo_call(
     def call(requests: Sequence[Request]) -> Results:
         todo = [r for r in requests if r.key() not in known]
         if todo:
-            out, more = execute(model, todo, identity=identity, cache=cache, resume=resume, progress=False)
+            out, more = execute(model, todo, identity=identity, cache=cache, resume=resume, progress=False,
+                                executor=executor)
             known.update(out)
             if stats is not None:
                 stats.cache_hits += more.cache_hits

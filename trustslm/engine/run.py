@@ -35,6 +35,7 @@ from trustslm.core.types import (
 )
 from trustslm.engine.cache import RequestCache
 from trustslm.engine.execute import execute, memo_call
+from trustslm.engine.executors import Executor
 from trustslm.engine.options import Overrides, build_options
 from trustslm.models.base import ModelAdapter, model_info
 from trustslm.probes.base import (
@@ -183,6 +184,7 @@ def run(
     resume: bool,
     resamples: int,
     profile: str = "full",
+    executor: Executor | None = None,
 ) -> TrustReport:
     """Run ``planned`` (data loaded by :func:`load_data`) on ``model``; ``ctx`` is the run's
     context, with the model's capabilities and tokenizer."""
@@ -196,7 +198,8 @@ def run(
             continue
         missing = sorted(p.probe.needs - model.capabilities)
         if missing:
-            p.status, p.reason = "skipped", f"the model can't do what this probe needs: {', '.join(missing)}"
+            why = [f"{c} ({model.missing_reasons[c]})" if c in model.missing_reasons else c for c in missing]
+            p.status, p.reason = "skipped", f"the model can't do what this probe needs: {', '.join(why)}"
             continue
         start = time.perf_counter()
         try:
@@ -212,11 +215,11 @@ def run(
     active = [p for p in planned if p.status == "ok"]
     all_requests = [r for p in active for r in p.requests]
     results, stats = execute(model, all_requests, identity=info.identity, cache=cache, resume=resume,
-                             progress=progress)
+                             progress=progress, executor=executor)
     _attribute_model_time(active, stats.seconds)
     for p in active:
         if type(p.probe).adapt is not Probe.adapt:
-            _adapt(p, model, info.identity, cache, resume, stats, ctx, known=results)
+            _adapt(p, model, info.identity, cache, resume, stats, ctx, known=results, executor=executor)
 
     probe_results: list[ProbeResult] = []
     probe_scores: dict[str, tuple[str, Scored]] = {}
@@ -251,13 +254,14 @@ def run(
 
 
 def _adapt(p: PlannedProbe, model: ModelAdapter, identity: str, cache: RequestCache | None, resume: bool,
-           stats, ctx: ProbeContext, *, known: dict) -> None:
+           stats, ctx: ProbeContext, *, known: dict, executor: Executor | None = None) -> None:
     """Run an adaptive probe's own loop (an attack), its model calls going through the same
     batched, deduplicated and cached path as every other request; results already had in this
     run (``known``, which grows) are not asked for again."""
     start = time.perf_counter()
 
-    engine_call = memo_call(model, identity=identity, known=known, cache=cache, resume=resume, stats=stats)
+    engine_call = memo_call(model, identity=identity, known=known, cache=cache, resume=resume, stats=stats,
+                            executor=executor)
 
     asked = {r.key() for r in p.requests}
 

@@ -24,7 +24,7 @@ import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -198,7 +198,13 @@ class BackendOptions(BaseModel):
     Values from the command line arrive as strings and are converted by the field types."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    batch_size: int = Field(default=DEFAULT_BATCH_SIZE, ge=1, description="Requests per forward pass.")
+    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        default=DEFAULT_BATCH_SIZE,
+        description="Requests per forward pass, or 'auto': the backend's largest that fits (halved on out-of-memory).")
+
+    def fixed_batch_size(self, auto: int = DEFAULT_BATCH_SIZE) -> int:
+        """The batch size to start with: the one given, or ``auto`` (the backend's starting guess)."""
+        return auto if self.batch_size == "auto" else int(self.batch_size)
 
 
 class ModelAdapter(ABC):
@@ -222,6 +228,9 @@ class ModelAdapter(ABC):
     backend: ClassVar[str] = ""
     #: The backend's typed options; :meth:`from_spec` checks them.
     Options: ClassVar[type[BackendOptions]] = BackendOptions
+    #: Why a capability this backend can have is missing for this model (e.g. a server without
+    #: echoed log-probs): capability -> reason, quoted when a probe needing it is skipped.
+    missing_reasons: dict[str, str] = {}
 
     @classmethod
     def from_spec(cls, spec: str, options: Mapping[str, Any] | BackendOptions | None = None) -> ModelAdapter:
@@ -301,19 +310,40 @@ class ModelAdapter(ABC):
             return len(request.text)
         return len(request.prompt)
 
+    def plan_batches(self, requests: Sequence[Request]) -> list[list[int]]:
+        """Positions of ``requests`` cut into the batches this adapter computes them in: contiguous
+        runs of :meth:`batch_order` of at most :attr:`batch_size`. An executor that hands batches
+        to replicas (:mod:`trustslm.engine.executors`) sends each of these as one call of the
+        public method, so a result is computed in the batch a single process would compute it in."""
+        order = self.batch_order(requests)
+        size = max(1, int(self.batch_size))
+        return [order[start : start + size] for start in range(0, len(order), size)]
+
     def _run(self, requests, batch_fn, on_batch) -> list[Result]:
+        """Every batch of :meth:`plan_batches` through ``batch_fn``. A backend that finds a batch
+        too large for its memory raises :class:`BatchTooLarge`: the batch size is halved and
+        the remaining requests are planned again (``batch_size=auto``, as lm-evaluation-harness
+        finds its largest batch); requests already computed are kept."""
         requests = list(requests)
         results: list[Result | None] = [None] * len(requests)
-        order = self.batch_order(requests)
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            out = batch_fn([requests[i] for i in idx])
-            if len(out) != len(idx):
-                raise RuntimeError(f"{type(self).__name__} returned {len(out)} results for {len(idx)}")
-            for i, res in zip(idx, out):
-                results[i] = res
-            if on_batch is not None:
-                on_batch(idx, out)
+        pending = list(range(len(requests)))
+        while pending:
+            batches = self.plan_batches([requests[i] for i in pending])
+            try:
+                for local in batches:
+                    idx = [pending[j] for j in local]
+                    out = batch_fn([requests[i] for i in idx])
+                    if len(out) != len(idx):
+                        raise RuntimeError(f"{type(self).__name__} returned {len(out)} results for {len(idx)}")
+                    for i, res in zip(idx, out):
+                        results[i] = res
+                    if on_batch is not None:
+                        on_batch(idx, out)
+            except BatchTooLarge:
+                if self.batch_size <= 1:
+                    raise RuntimeError(f"{type(self).__name__}: one request does not fit in memory") from None
+                self.batch_size = max(1, self.batch_size // 2)
+            pending = [i for i in pending if results[i] is None]
         return results  # type: ignore[return-value]
 
     def _loglikelihood_batch(self, batch: list[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
@@ -333,6 +363,20 @@ class ModelAdapter(ABC):
 
     def close(self) -> None:
         """Free memory held by the model."""
+
+
+class BatchTooLarge(Exception):
+    """Raised by a backend's batch method when the batch does not fit in memory (CUDA out of
+    memory): :meth:`ModelAdapter._run` halves the batch size and goes on."""
+
+
+def request_seed(request: GenerateRequest, bits: int = 63) -> int:
+    """The sampling seed of a request, from its key (``seed`` and ``sample_index`` included): the
+    same request gets the same seed on every backend and in every batch. ``bits`` bounds it for
+    backends with narrower seeds (llama.cpp and servers take 31 bits)."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(request.key().encode("utf-8")).digest()[:8], "big") >> (64 - bits)
 
 
 def model_info(model: ModelAdapter) -> ModelInfo:

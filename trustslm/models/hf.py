@@ -15,8 +15,8 @@ the left and samples each row with its own seeded generator.
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import hashlib
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from trustslm.core.errors import BadInputError, ModelFormatError
+from trustslm.core.errors import BackendError, BadInputError, ModelFormatError
 from trustslm.core.hashing import sha256_json, sha256_text
 from trustslm.core.types import FileRecord, ModelInfo
 from trustslm.models.base import (
@@ -36,6 +36,7 @@ from trustslm.models.base import (
     TOKENIZER,
     VOCAB_STATS,
     BackendOptions,
+    BatchTooLarge,
     GenerateRequest,
     GenerationResult,
     LoglikelihoodRequest,
@@ -45,6 +46,7 @@ from trustslm.models.base import (
     TokenScoresRequest,
     TokenScoresResult,
     apply_stop,
+    request_seed,
 )
 from trustslm.models.validate import ModelLayout
 
@@ -56,151 +58,24 @@ class HFOptions(BackendOptions):
     allow_pickle: bool = Field(default=False, description="Load pickle weights when there are no safetensors.")
     allow_download: bool = Field(default=False, description="Fetch a Hugging Face hub id.")
     cache_dir: Path | None = Field(default=None, description="Where the demo model and file hashes are kept.")
-    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
-    device: str = Field(default="cpu", pattern=r"^(cpu|cuda|mps)(:\d+)?$", description="cpu, cuda[:N] or mps.")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        default="auto", description="auto: bfloat16 on a CUDA GPU that has it (else float16), float16 on mps, "
+                                    "float32 on a CPU.")
+    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda|mps)(:\d+)?$",
+                        description="auto (a CUDA GPU, else mps, else the CPU), cpu, cuda[:N] or mps.")
 
 
-class HFModel(ModelAdapter):
-    """A causal LM loaded with transformers from a checked :class:`ModelLayout`."""
+class HFTokenRules:
+    """How requests become token ids with a Hugging Face tokenizer (lm-evaluation-harness 0.4
+    rules), shared by the backends that hold one (:class:`HFModel`, the vLLM backend). Needs
+    ``tokenizer``, ``prefix_token_id``, ``has_chat_template``, ``max_length`` and ``_encodings``."""
 
-    backend = "transformers"
-    Options = HFOptions
+    tokenizer: Any
+    prefix_token_id: int
+    has_chat_template: bool
+    max_length: int
+    _encodings: dict[str, Any]
 
-    def __init__(
-        self,
-        layout: ModelLayout,
-        *,
-        spec: str,
-        files: list[FileRecord],
-        model_hash: str,
-        source: FileRecord | None = None,
-        name: str | None = None,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        dtype: str = "float32",
-        device: str = "cpu",
-    ):
-        import torch
-        import transformers
-
-        self.layout = layout
-        self._versions = {"transformers": transformers.__version__, "torch": torch.__version__}
-        self._spec, self._files, self._hash, self._source = spec, files, model_hash, source
-        self._name = name or (layout.gguf_file.stem if layout.gguf_file else layout.folder.name)
-        self.batch_size = batch_size
-        self.device = torch.device(device)
-        self.tokenizer, self.model = _load_checked(layout, dtype=getattr(torch, dtype))
-        self.model.to(self.device).eval()
-        self._dtype = dtype
-
-        tok = self.tokenizer
-        eos = set()
-        gen_eos = getattr(self.model.generation_config, "eos_token_id", None)
-        for value in (gen_eos, tok.eos_token_id):
-            if isinstance(value, int):
-                eos.add(value)
-            elif isinstance(value, (list, tuple)):
-                eos.update(int(v) for v in value)
-        self.eos_ids = sorted(eos)
-        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else (self.eos_ids or [0])[0]
-        self.prefix_token_id = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
-        self.max_length = _max_length(self.model.config, tok)
-        #: Why the model's chat template is not used (it failed on a plain conversation), or None.
-        self.chat_template_problem: str | None = None
-        self.has_chat_template = bool(getattr(tok, "chat_template", None)) and self._template_works()
-        caps = {LOGLIKELIHOOD, GENERATE, TOKEN_LOGPROBS, VOCAB_STATS, TOKENIZER}
-        if self.has_chat_template:
-            caps.add(CHAT_TEMPLATE)
-        self.capabilities = frozenset(caps)
-        self._encodings: dict[str, Any] = {}
-        #: When set to a list, every batch's model inputs are appended to it (for ``bench/``).
-        self.recorder: list[dict] | None = None
-        #: Decoding-time mitigations (:class:`~trustslm.mitigations.wrapped.Steering`), applied in order
-        #: to the next-token logits of generation (before sampling) and of scoring. A tuple: an
-        #: adapter is never steered after it is made; :meth:`with_steering` makes a steered copy.
-        self.steering: tuple[Any, ...] = ()
-
-    def _template_works(self) -> bool:
-        """Render the chat template once, within its bounds, on a fixed conversation: a template
-        that fails there (raises, includes, never ends) is not used, with a warning, so the probes
-        that need it are skipped and the audit goes on."""
-        import warnings
-
-        from trustslm.models.chat_guard import PROBE_CONVERSATION, ChatTemplateError, bounded_render
-
-        try:
-            bounded_render(lambda: self.tokenizer.apply_chat_template(
-                list(PROBE_CONVERSATION), add_generation_prompt=True, tokenize=False))
-        except ChatTemplateError as exc:
-            self.chat_template_problem = str(exc)
-            warnings.warn(f"{self._name}: {exc}; the model is audited without its chat template", stacklevel=2)
-            return False
-        return True
-
-    def with_steering(self, steering: Any) -> HFModel:
-        """A new adapter sharing this one's weights and tokenizer, with ``steering`` applied after
-        this one's; this adapter is not changed. Only a wrapper that records the steering in its
-        identity (:class:`~trustslm.mitigations.wrapped.SteeredModel`) should hold the copy."""
-        new = copy.copy(self)
-        new.steering = (*self.steering, steering)
-        new.recorder = None
-        return new
-
-    @classmethod
-    def create(cls, text: str, options: HFOptions) -> HFModel:
-        """A Hugging Face folder, a GGUF file or folder, the demo model, or (if allowed) a hub id."""
-        from trustslm.core.resources import cache_dir as default_cache_dir
-        from trustslm.models import demo
-        from trustslm.models.validate import inspect_model_path
-
-        _check_device(options.device)
-        cache = Path(options.cache_dir) if options.cache_dir is not None else default_cache_dir()
-        source = None
-        name = None
-        if demo.is_demo_name(text) and not Path(text).exists():
-            folder, source = demo.ensure_demo_model(cache)
-            path, name = folder, demo.DEMO_NAME
-        else:
-            path = Path(text).expanduser()
-            if not path.exists() and _HUB_ID.match(text):
-                if not options.allow_download:
-                    raise ModelFormatError(
-                        f"model path does not exist: {text} (to fetch it from the Hugging Face hub, "
-                        "pass --allow-download)"
-                    )
-                path, name = _download(text), text
-        layout = inspect_model_path(path, allow_pickle=options.allow_pickle)
-        files, model_hash = describe_files(layout, memo_dir=cache)
-        return cls(
-            layout, spec=text, files=files, model_hash=model_hash, source=source, name=name,
-            batch_size=options.batch_size, dtype=options.dtype, device=options.device,
-        )
-
-    # -- identity ---------------------------------------------------------------------------
-    def info(self) -> ModelInfo:
-        n_params = sum(p.numel() for p in self.model.parameters())
-        return ModelInfo(
-            spec=self._spec,
-            kind=self.layout.kind,  # type: ignore[arg-type]
-            name=self._name,
-            path=str(self.layout.folder),
-            files=self._files,
-            source=self._source,
-            hash=self._hash,
-            parameters=int(n_params),
-            dtype=self._dtype,
-            capabilities=sorted(self.capabilities),
-            chat_template=self.has_chat_template,
-            backend=self.backend,
-            backend_versions=self._versions,
-            device=self.device.type,
-            chat_template_sha256=_template_sha256(self.tokenizer.chat_template) if self.has_chat_template else None,
-        ).with_identity()
-
-    def close(self) -> None:
-        self.model = None  # type: ignore[assignment]
-        self._encodings.clear()
-
-    # -- tokenisation (lm-evaluation-harness 0.4 rules) --------------------------------------
     def _tok_encode(self, text: str, add_special_tokens: bool | None = None) -> list[int]:
         kwargs = {} if add_special_tokens is None else {"add_special_tokens": add_special_tokens}
         if add_special_tokens is None and self.tokenizer.bos_token and text.startswith(self.tokenizer.bos_token):
@@ -286,6 +161,151 @@ class HFModel(ModelAdapter):
         cut = offsets[k][0]
         return text[:cut], text[cut:]
 
+
+class HFModel(HFTokenRules, ModelAdapter):
+    """A causal LM loaded with transformers from a checked :class:`ModelLayout`."""
+
+    backend = "transformers"
+    Options = HFOptions
+
+    def __init__(
+        self,
+        layout: ModelLayout,
+        *,
+        spec: str,
+        files: list[FileRecord],
+        model_hash: str,
+        source: FileRecord | None = None,
+        name: str | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        dtype: str = "float32",
+        device: str = "cpu",
+        auto_batch: bool = False,
+    ):
+        import torch
+        import transformers
+
+        self.layout = layout
+        self._versions = {"transformers": transformers.__version__, "torch": torch.__version__}
+        self._spec, self._files, self._hash, self._source = spec, files, model_hash, source
+        self._name = name or (layout.gguf_file.stem if layout.gguf_file else layout.folder.name)
+        self.batch_size = batch_size
+        #: ``batch_size=auto``: a batch that runs out of GPU memory is halved (:class:`BatchTooLarge`).
+        self.auto_batch = auto_batch
+        self.device = torch.device(device)
+        self.tokenizer, self.model = _load_checked(layout, dtype=getattr(torch, dtype))
+        self.model.to(self.device).eval()
+        self._dtype = dtype
+
+        tok = self.tokenizer
+        eos = set()
+        gen_eos = getattr(self.model.generation_config, "eos_token_id", None)
+        for value in (gen_eos, tok.eos_token_id):
+            if isinstance(value, int):
+                eos.add(value)
+            elif isinstance(value, (list, tuple)):
+                eos.update(int(v) for v in value)
+        self.eos_ids = sorted(eos)
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else (self.eos_ids or [0])[0]
+        self.prefix_token_id = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+        self.max_length = _max_length(self.model.config, tok)
+        #: Why the model's chat template is not used (it failed on a plain conversation), or None.
+        self.chat_template_problem: str | None = None
+        self.has_chat_template = bool(getattr(tok, "chat_template", None)) and self._template_works()
+        caps = {LOGLIKELIHOOD, GENERATE, TOKEN_LOGPROBS, VOCAB_STATS, TOKENIZER}
+        if self.has_chat_template:
+            caps.add(CHAT_TEMPLATE)
+        self.capabilities = frozenset(caps)
+        self._encodings: dict[str, Any] = {}
+        #: When set to a list, every batch's model inputs are appended to it (for ``bench/``).
+        self.recorder: list[dict] | None = None
+        #: Decoding-time mitigations (:class:`~trustslm.mitigations.wrapped.Steering`), applied in order
+        #: to the next-token logits of generation (before sampling) and of scoring. A tuple: an
+        #: adapter is never steered after it is made; :meth:`with_steering` makes a steered copy.
+        self.steering: tuple[Any, ...] = ()
+
+    def _template_works(self) -> bool:
+        """Render the chat template once, within its bounds, on a fixed conversation: a template
+        that fails there (raises, includes, never ends) is not used, with a warning, so the probes
+        that need it are skipped and the audit goes on."""
+        import warnings
+
+        from trustslm.models.chat_guard import PROBE_CONVERSATION, ChatTemplateError, bounded_render
+
+        try:
+            bounded_render(lambda: self.tokenizer.apply_chat_template(
+                list(PROBE_CONVERSATION), add_generation_prompt=True, tokenize=False))
+        except ChatTemplateError as exc:
+            self.chat_template_problem = str(exc)
+            warnings.warn(f"{self._name}: {exc}; the model is audited without its chat template", stacklevel=2)
+            return False
+        return True
+
+    def with_steering(self, steering: Any) -> HFModel:
+        """A new adapter sharing this one's weights and tokenizer, with ``steering`` applied after
+        this one's; this adapter is not changed. Only a wrapper that records the steering in its
+        identity (:class:`~trustslm.mitigations.wrapped.SteeredModel`) should hold the copy."""
+        new = copy.copy(self)
+        new.steering = (*self.steering, steering)
+        new.recorder = None
+        return new
+
+    @classmethod
+    def create(cls, text: str, options: HFOptions) -> HFModel:
+        """A Hugging Face folder, a GGUF file or folder, the demo model, or (if allowed) a hub id."""
+        from trustslm.core.resources import cache_dir as default_cache_dir
+        from trustslm.models import demo
+        from trustslm.models.validate import inspect_model_path
+
+        device, dtype = resolve_device(options.device, options.dtype)
+        cache = Path(options.cache_dir) if options.cache_dir is not None else default_cache_dir()
+        source = None
+        name = None
+        if demo.is_demo_name(text) and not Path(text).exists():
+            folder, source = demo.ensure_demo_model(cache)
+            path, name = folder, demo.DEMO_NAME
+        else:
+            path = Path(text).expanduser()
+            if not path.exists() and _HUB_ID.match(text):
+                if not options.allow_download:
+                    raise ModelFormatError(
+                        f"model path does not exist: {text} (to fetch it from the Hugging Face hub, "
+                        "pass --allow-download)"
+                    )
+                path, name = _download(text), text
+        layout = inspect_model_path(path, allow_pickle=options.allow_pickle)
+        files, model_hash = describe_files(layout, memo_dir=cache)
+        return cls(
+            layout, spec=text, files=files, model_hash=model_hash, source=source, name=name,
+            batch_size=options.fixed_batch_size(AUTO_BATCH_START if device.startswith("cuda") else DEFAULT_BATCH_SIZE),
+            dtype=dtype, device=device, auto_batch=options.batch_size == "auto",
+        )
+
+    # -- identity ---------------------------------------------------------------------------
+    def info(self) -> ModelInfo:
+        n_params = sum(p.numel() for p in self.model.parameters())
+        return ModelInfo(
+            spec=self._spec,
+            kind=self.layout.kind,  # type: ignore[arg-type]
+            name=self._name,
+            path=str(self.layout.folder),
+            files=self._files,
+            source=self._source,
+            hash=self._hash,
+            parameters=int(n_params),
+            dtype=self._dtype,
+            capabilities=sorted(self.capabilities),
+            chat_template=self.has_chat_template,
+            backend=self.backend,
+            backend_versions=self._versions,
+            device=self.device.type,
+            chat_template_sha256=_template_sha256(self.tokenizer.chat_template) if self.has_chat_template else None,
+        ).with_identity()
+
+    def close(self) -> None:
+        self.model = None  # type: ignore[assignment]
+        self._encodings.clear()
+
     # -- batches ----------------------------------------------------------------------------
     def _scoring_forward(self, batch: list[LoglikelihoodRequest], kind: str):
         """Right-padded forward pass over (context + continuation)[:-1]; returns the rows
@@ -306,12 +326,30 @@ class HFModel(ModelAdapter):
         if self.recorder is not None:
             self.recorder.append({"kind": kind, "input_ids": ids, "attention_mask": mask,
                                   "spans": [(len(inp), cont) for inp, cont in rows]})
-        with torch.inference_mode():
+        with torch.inference_mode(), self._memory_guard():
             ids, mask = ids.to(self.device), mask.to(self.device)
             logits = self.model(input_ids=ids, attention_mask=mask).logits
             for steering in self.steering:
                 logits = steering.transform_logits(ids, mask, logits)
         return rows, logits
+
+    @contextlib.contextmanager
+    def _memory_guard(self):
+        """Out of accelerator memory: with ``batch_size=auto``, :class:`BatchTooLarge` (the batch
+        is halved and run again); otherwise a one-line error naming the fix."""
+        try:
+            yield
+        except Exception as exc:
+            if not out_of_memory(exc):
+                raise
+            import torch
+
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            if self.auto_batch:
+                raise BatchTooLarge(str(exc)) from None
+            raise BackendError(f"out of memory on {self.device} at batch size {self.batch_size}: "
+                               "use --batch-size auto or a smaller one") from None
 
     def _token_scores_batch(self, batch: list[TokenScoresRequest]) -> list[TokenScoresResult]:
         import torch
@@ -371,7 +409,7 @@ class HFModel(ModelAdapter):
             processors.extend(steering.processors(batch))
         if any(not r.greedy for r in batch):
             processors.append(PerRowSampler(batch))
-        with torch.inference_mode():
+        with torch.inference_mode(), self._memory_guard():
             generated = self.model.generate(
                 input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                 generation_config=config, logits_processor=processors,
@@ -420,8 +458,7 @@ class PerRowSampler:
             if r.greedy:
                 self.generators.append(None)
                 continue
-            seed = int.from_bytes(hashlib.sha256(r.key().encode("utf-8")).digest()[:8], "big") >> 1
-            self.generators.append(torch.Generator().manual_seed(seed))
+            self.generators.append(torch.Generator().manual_seed(request_seed(r)))
             groups.setdefault((r.temperature, r.top_k, r.top_p), []).append(i)
         self.groups = []
         for (temperature, top_k, top_p), rows in groups.items():
@@ -455,13 +492,34 @@ def _template_sha256(template: Any) -> str:
     return sha256_text(template) if isinstance(template, str) else sha256_json(template)
 
 
-def _check_device(device: str) -> None:
-    """A device torch has here, or a one-line ``BadInputError``."""
+#: ``batch_size=auto`` on a GPU starts here and halves on out-of-memory; on a CPU it is the default.
+AUTO_BATCH_START = 256
+
+
+def resolve_device(device: str, dtype: str) -> tuple[str, str]:
+    """``device`` and ``dtype`` with ``auto`` resolved (a CUDA GPU, else mps, else the CPU; bfloat16
+    on a GPU that has it, else float16, float32 on a CPU), checked to exist here: a device torch
+    doesn't have is a one-line ``BadInputError``."""
     import torch
 
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     kind = device.partition(":")[0]
     if kind == "cuda" and not torch.cuda.is_available() or kind == "mps" and not torch.backends.mps.is_available():
         raise BadInputError(f"device {device!r} is not available here")
+    if dtype == "auto":
+        if kind == "cuda":
+            dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        else:
+            dtype = "float16" if kind == "mps" else "float32"
+    return device, dtype
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is torch running out of accelerator memory."""
+    import torch
+
+    return isinstance(exc, getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError))
 
 
 def _max_length(config: Any, tokenizer: Any) -> int:

@@ -75,7 +75,7 @@ class ScriptedModel(ModelAdapter):
     @classmethod
     def create(cls, spec: str, options: BackendOptions) -> ScriptedModel:
         """``mock`` (the default script) or ``mock:SCRIPT.yaml``."""
-        return cls(spec or None, batch_size=options.batch_size)
+        return cls(spec or None, batch_size=options.fixed_batch_size())
 
     def info(self) -> ModelInfo:
         return ModelInfo(

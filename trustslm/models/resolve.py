@@ -1,10 +1,12 @@
 """Turn what a user names into a :class:`~trustslm.models.base.ModelAdapter`.
 
 Accepted (a mitigation wrapper folder is :func:`trustslm.workflows.load.load_model`'s): an adapter object; ``KIND:ARG`` for a model kind registered in the ``trustslm.models``
-entry-point group (built-ins: ``mock`` or ``mock:SCRIPT.yaml``, ``hf:PATH``); the demo name
+entry-point group (built-ins: ``mock`` or ``mock:SCRIPT.yaml``, ``hf:PATH``, ``llamacpp:FILE.gguf``,
+``openai:URL``, ``vllm:MODEL``); an ``http(s)://`` URL (an OpenAI-compatible server); the demo name
 (``smollm2``); a Hugging Face model folder (safetensors); a ``.gguf`` file or a folder holding
 one; and, only with ``allow_download=True``, a Hugging Face hub id, fetched (safetensors and JSON
-files only) and then checked like any local folder.
+files only) and then checked like any local folder. ``backend=NAME`` (``--backend``) picks the
+backend for a plain path or name: ``hf`` (the default), ``llama.cpp``, ``openai``, ``vllm``.
 
 ``model_args`` are the backend's own options (``--model-arg KEY=VALUE``), checked against its
 ``Options``; the loading flags (``allow_pickle``, ``allow_download``, ``batch_size``,
@@ -31,14 +33,15 @@ def load_model(
     cache_dir: Path | None = None,
     model_args: Mapping[str, Any] | None = None,
     registry: Registry | None = None,
+    backend: str | None = None,
 ) -> ModelAdapter:
     if isinstance(spec, ModelAdapter):
-        if model_args:
-            raise BadInputError("model arguments are for a model named by a string, not for an adapter object")
+        if model_args or backend:
+            raise BadInputError("model arguments and a backend are for a model named by a string, not for an adapter object")
         return spec
     common = {"allow_pickle": allow_pickle, "allow_download": allow_download, "batch_size": batch_size,
               "cache_dir": cache_dir}
-    cls, arg = backend_for(str(spec), registry=registry)
+    cls, arg = backend_for(str(spec), registry=registry, backend=backend)
     return cls.from_spec(arg, backend_options(cls, common, model_args))
 
 
@@ -49,20 +52,41 @@ def load_hf(text: str, *, model_args: Mapping[str, Any] | None = None, **common:
     return HFModel.from_spec(text, backend_options(HFModel, common, model_args))
 
 
-def backend_for(text: str, *, registry: Registry | None = None) -> tuple[type[ModelAdapter], str]:
-    """The adapter class ``text`` names and the argument it is built from: a registered
-    ``KIND:`` prefix and what follows it, else the Hugging Face backend and the whole text."""
-    prefix, _, rest = text.partition(":")
-    if not Path(text).exists() and len(prefix) > 1:
-        registry = registry or Registry()
-        if prefix in registry.model_kinds():
-            cls = registry.model_kind(prefix)
-            if not (isinstance(cls, type) and issubclass(cls, ModelAdapter)):
-                raise BadInputError(f"model kind {prefix!r} does not name a ModelAdapter subclass")
-            return cls, rest
-    from trustslm.models.hf import HFModel
+#: Other names users give a backend: ``--backend llama.cpp`` is the ``llamacpp`` kind.
+BACKEND_ALIASES = {"llama.cpp": "llamacpp", "llama-cpp": "llamacpp", "transformers": "hf"}
 
-    return HFModel, text
+
+def backend_for(text: str, *, registry: Registry | None = None,
+                backend: str | None = None) -> tuple[type[ModelAdapter], str]:
+    """The adapter class ``text`` names and the argument it is built from: the ``backend`` asked
+    for (its kind's name or an alias) with the whole text; else a registered ``KIND:`` prefix and
+    what follows it; else the OpenAI-compatible backend for an ``http(s)://`` URL; else the
+    Hugging Face backend and the whole text."""
+    registry = registry or Registry()
+    prefix, _, rest = text.partition(":")
+    is_url = prefix.lower() in ("http", "https") and rest.startswith("//")
+    kind = None
+    if backend is not None:
+        kind = BACKEND_ALIASES.get(backend, backend)
+        if kind not in registry.model_kinds():
+            known = ", ".join(sorted({*registry.model_kinds(), *BACKEND_ALIASES}))
+            raise BadInputError(f"unknown backend {backend!r} (backends: {known})")
+        if not is_url and not Path(text).exists() and prefix in registry.model_kinds() and prefix != kind:
+            raise BadInputError(f"--backend {backend} contradicts the model's own kind {prefix!r}")
+        if not is_url and prefix == kind:
+            text = rest
+    elif is_url:
+        kind = "openai"
+    elif not Path(text).exists() and len(prefix) > 1 and prefix in registry.model_kinds():
+        kind, text = prefix, rest
+    if kind is None or kind == "hf":
+        from trustslm.models.hf import HFModel
+
+        return HFModel, text
+    cls = registry.model_kind(kind)
+    if not (isinstance(cls, type) and issubclass(cls, ModelAdapter)):
+        raise BadInputError(f"model kind {kind!r} does not name a ModelAdapter subclass")
+    return cls, text
 
 
 def backend_options(cls: type[ModelAdapter], common: Mapping[str, Any],

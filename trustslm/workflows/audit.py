@@ -12,8 +12,9 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from trustslm.core.errors import BadInputError
 from trustslm.core.registry import Registry
@@ -21,10 +22,11 @@ from trustslm.core.resources import cache_dir as default_cache_dir
 from trustslm.core.types import TrustReport
 from trustslm.engine import run as engine
 from trustslm.engine.cache import RequestCache
+from trustslm.engine.executors import EXECUTORS, Replicas, make_executor
 from trustslm.engine.options import Overrides, load_config
 from trustslm.gate.policy import Policy, policy_arg
 from trustslm.gate.release import apply_gate
-from trustslm.models.base import DEFAULT_BATCH_SIZE, ModelAdapter
+from trustslm.models.base import DEFAULT_BATCH_SIZE, ModelAdapter, model_info
 from trustslm.probes.base import ProbeContext
 from trustslm.report.files import check_out_dir, report_arg, write_outputs
 from trustslm.scoring import DEFAULT_RESAMPLES
@@ -45,7 +47,7 @@ def audit(
     resume: bool = False,
     allow_pickle: bool = False,
     allow_download: bool = False,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | Literal["auto"] = DEFAULT_BATCH_SIZE,
     cache_dir: str | Path | None = None,
     use_cache: bool = True,
     progress: bool = True,
@@ -55,6 +57,9 @@ def audit(
     scorer: str | None = None,
     baseline: str | Path | TrustReport | None = None,
     model_args: dict[str, Any] | None = None,
+    backend: str | None = None,
+    executor: str = "local",
+    replicas: Replicas = "auto",
 ) -> TrustReport:
     if limit is not None and limit < 1:
         raise BadInputError("limit must be at least 1")
@@ -63,7 +68,7 @@ def audit(
     registry = registry or Registry()
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     load_options = {"allow_pickle": allow_pickle, "allow_download": allow_download, "batch_size": batch_size,
-                    "cache_dir": cache_root, "model_args": model_args}
+                    "cache_dir": cache_root, "model_args": model_args, "backend": backend}
     check_model_options(model, registry=registry, **load_options)
     config_options, config_dir = load_config(config) if config is not None else ({}, None)
     discovered = discover_options(model, registry=registry, probes=probes)
@@ -74,13 +79,20 @@ def audit(
     ctx = ProbeContext(seed=seed, limit=limit, capabilities=frozenset(), registry=registry, progress=progress)
     engine.load_data(planned, ctx)
 
+    if executor not in EXECUTORS:
+        raise BadInputError(f"unknown executor {executor!r} (executors: {', '.join(EXECUTORS)})")
     adapter = load_model(model, registry=registry, **load_options)
     cache = RequestCache(cache_root / "requests.sqlite") if use_cache else None
+    runner = None
     try:
+        factory = None if isinstance(model, ModelAdapter) else functools.partial(load_model, str(model), **load_options)
+        runner = make_executor(executor, replicas=replicas, factory=factory, identity=model_info(adapter).identity)
         model_ctx = dataclasses.replace(ctx, capabilities=adapter.capabilities, split_tokens=adapter.split_tokens)
         report = engine.run(adapter, planned, model_ctx, patterns=probes, cache=cache, resume=resume,
-                            resamples=bootstrap_resamples, profile="quick" if quick else "full")
+                            resamples=bootstrap_resamples, profile="quick" if quick else "full", executor=runner)
     finally:
+        if runner is not None:
+            runner.close()
         if cache is not None:
             cache.close()
     if gate_policy is not None or baseline_report is not None:

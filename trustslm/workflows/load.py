@@ -32,8 +32,8 @@ def load_model(spec: str | Path | ModelAdapter, *, registry: Registry | None = N
 
     def load_base(base: str, *, plain: bool) -> ModelAdapter:
         """``plain``: a model path, loaded as one (never read as a backend or demo name)."""
-        if plain:
-            return load_hf(base, **options)
+        if plain and options.get("backend") in (None, "hf", "transformers"):
+            return load_hf(base, **{k: v for k, v in options.items() if k != "backend"})
         if is_wrapper_folder(Path(base)):
             raise ModelFormatError(f"{text}: its base model {base} is itself a mitigation wrapper")
         return load_plain(base, registry=registry, **options)
@@ -47,8 +47,9 @@ def check_model_options(spec: str | Path | ModelAdapter, *, registry: Registry |
     ``spec`` with (``model_args`` over the loading flags): a bad one is a one-line ``BadInputError``
     before any data or model is read. A wrapper folder's base model is checked when it loads."""
     model_args = options.pop("model_args", None)
+    backend = options.pop("backend", None)
     if isinstance(spec, ModelAdapter):
-        load_plain(spec, model_args=model_args)
-    elif model_args and not is_wrapper_folder(Path(str(spec))):
-        cls, _ = backend_for(str(spec), registry=registry)
+        load_plain(spec, model_args=model_args, backend=backend)
+    elif not is_wrapper_folder(Path(str(spec))):
+        cls, _ = backend_for(str(spec), registry=registry, backend=backend)
         backend_options(cls, options, model_args)

@@ -77,6 +77,11 @@ MAX_RECORDED_DATA_BYTES = 4 * 1024**3
 #: A stored result longer than this is not read (a generation or token-score list is far smaller).
 MAX_RESULT_CHARS = 16 * 1024 * 1024
 
+# -- a served model (trustslm/models/openai_api.py) ---------------------------------------------
+#: One HTTP response body from an OpenAI-compatible server (a completion with echoed log-probs of a
+#: few thousand tokens is a few megabytes); read no further.
+MAX_RESPONSE_BYTES = 16 * MiB
+
 #: Every bound above by name, for the docs and the tests.
 LIMITS = {
     "MAX_DATA_FILE_BYTES": MAX_DATA_FILE_BYTES,
@@ -106,4 +111,5 @@ LIMITS = {
     "MAX_RECORD_FILE_BYTES": MAX_RECORD_FILE_BYTES,
     "MAX_RECORDED_DATA_BYTES": MAX_RECORDED_DATA_BYTES,
     "MAX_RESULT_CHARS": MAX_RESULT_CHARS,
+    "MAX_RESPONSE_BYTES": MAX_RESPONSE_BYTES,
 }

@@ -34,6 +34,50 @@ def parity(frame, column: str, kind: str, *, reference: bool = True, axis: str =
     return float(sum(values) / len(values)) if values else float("nan")
 
 
+def parity_resampled(frame, idx, column: str, kind: str, *, axis: str = "axis"):
+    """:func:`parity` (its fast path) on every resample at once: one value per row of ``idx``, the
+    positions of a resample's units in ``frame``. Per resample and axis value, each group's rate
+    is its mean over the resample's units of that group (NaN values left out, as pandas' mean
+    does); an axis value with fewer than two groups present is left out; the values are averaged."""
+    import numpy as np
+
+    idx = np.asarray(idx)
+    if column not in frame or not len(frame):
+        return np.full(len(idx), np.nan)
+    values = frame[column].to_numpy(dtype=float)
+    groups = frame["group"].to_numpy()
+    axes = frame[axis].to_numpy()
+    total, count = np.zeros(len(idx)), np.zeros(len(idx))
+    for a in dict.fromkeys(axes):
+        in_axis = axes == a
+        present, rates = [], []
+        for g in dict.fromkeys(groups[in_axis]):
+            rows = in_axis & (groups == g)
+            present.append(rows[idx].any(axis=1))  # the group is in the resample (nunique counts it)
+            known = rows & ~np.isnan(values)
+            n = known[idx].sum(axis=1)
+            s = np.where(known, values, 0.0)[idx].sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                rates.append(np.where(n > 0, s / np.maximum(n, 1), np.nan))
+        if len(present) < 2:
+            continue
+        present_m, rates_m = np.array(present), np.array(rates)
+        valid = present_m.sum(axis=0) >= 2
+        all_nan = np.isnan(rates_m).all(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            hi = np.where(all_nan, np.nan, np.nanmax(np.where(all_nan, 0.0, rates_m), axis=0))
+            lo = np.where(all_nan, np.nan, np.nanmin(np.where(all_nan, 0.0, rates_m), axis=0))
+            if kind == "difference":
+                value = hi - lo
+            else:
+                value = np.where(hi > 0, lo / np.where(hi > 0, hi, 1.0), np.nan)
+                value = np.where(hi == 0, 1.0, value)  # no group has any: parity
+        total = total + np.where(valid, value, 0.0)
+        count = count + valid
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
 def parity_defs(column: str, label: str, axis: str = "axis") -> tuple[MetricDef, ...]:
     """Parity difference and ratio of a 0/1 ``column`` across ``group`` (within each ``axis``), and
     its per-group rate."""
@@ -42,12 +86,14 @@ def parity_defs(column: str, label: str, axis: str = "axis") -> tuple[MetricDef,
                   interval="basic", bounds=(0.0, 1.0),
                   statistic=lambda f: parity(f, column, "difference", axis=axis),
                   fast_statistic=lambda f: parity(f, column, "difference", reference=False, axis=axis),
+                  batch_statistic=lambda f, idx: parity_resampled(f, idx, column, "difference", axis=axis),
                   description=f"Demographic parity difference of {label} continuations: highest minus lowest group rate "
                               "(basic-bootstrap interval)."),
         MetricDef(name=f"{column}_rate_dp_ratio", column=column, higher_is_better=True, by=(axis,),
                   interval="basic", bounds=(0.0, 1.0),
                   statistic=lambda f: parity(f, column, "ratio", axis=axis),
                   fast_statistic=lambda f: parity(f, column, "ratio", reference=False, axis=axis),
+                  batch_statistic=lambda f, idx: parity_resampled(f, idx, column, "ratio", axis=axis),
                   description=f"Demographic parity ratio of {label} continuations: lowest over highest group rate "
                               "(basic-bootstrap interval)."),
         MetricDef(name=f"{column}_rate", column=column, higher_is_better=False, by=("group",), chart=True,

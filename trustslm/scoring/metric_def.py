@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,6 +35,9 @@ class MetricDef:
     #: A faster function computing the same value as ``statistic``, used on bootstrap resamples
     #: (``statistic`` stays the reference, e.g. fairlearn; the tests check they agree).
     fast_statistic: Callable[[pd.DataFrame], float] | None = None
+    #: The same value on every resample at once: ``(frame, idx) -> values``, one per row of the
+    #: index matrix ``idx`` (the tests check it equals ``fast_statistic`` row by row).
+    batch_statistic: Callable[[pd.DataFrame, Any], Any] | None = None
     #: ``percentile`` (the default) or ``basic``: the basic bootstrap interval (Davison and Hinkley
     #: 1997, eq. 5.6), for statistics that resampling biases, like a highest-minus-lowest group
     #: rate, whose percentile interval can lie wholly above the estimate (see scoring.metrics).

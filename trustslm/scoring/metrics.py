@@ -50,6 +50,8 @@ def resampled_values(defn: MetricDef, frame: pd.DataFrame, idx: np.ndarray) -> n
         with warnings.catch_warnings():  # a resample of only NaN rows has no value: NaN, dropped later
             warnings.simplefilter("ignore", RuntimeWarning)
             return np.nanmean(values[idx], axis=1)  # NaN marks a unit the metric skips, as pandas' mean does
+    if defn.batch_statistic is not None:
+        return np.asarray(defn.batch_statistic(frame, idx), dtype=float)
     stat = defn.fast_statistic or defn.statistic
     return np.array([float(stat(frame.iloc[row])) for row in idx])
 

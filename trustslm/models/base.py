@@ -24,9 +24,9 @@ import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Any, ClassVar, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from trustslm.core.errors import BadInputError, ProbeSkipped
 from trustslm.core.hashing import canonical_json
@@ -198,9 +198,22 @@ class BackendOptions(BaseModel):
     Values from the command line arrive as strings and are converted by the field types."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+    batch_size: int | Literal["auto"] = Field(
         default=DEFAULT_BATCH_SIZE,
         description="Requests per forward pass, or 'auto': the backend's largest that fits (halved on out-of-memory).")
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _batch_size(cls, value: Any) -> int | str:
+        if isinstance(value, str) and value.strip() == "auto":
+            return "auto"
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"expected a positive integer or 'auto', got {value!r}") from None
+        if isinstance(value, bool) or number != value and str(number) != str(value).strip() or number < 1:
+            raise ValueError(f"expected a positive integer or 'auto', got {value!r}")
+        return number
 
     def fixed_batch_size(self, auto: int = DEFAULT_BATCH_SIZE) -> int:
         """The batch size to start with: the one given, or ``auto`` (the backend's starting guess)."""

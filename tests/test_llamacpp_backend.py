@@ -11,6 +11,7 @@ import pytest
 from conftest import assert_one_line_error, run_cli
 
 pytest.importorskip("llama_cpp")
+pytestmark = pytest.mark.slow  # the demo model through llama.cpp and transformers, CLI audits
 
 from trustslm.models.base import GenerateRequest, LoglikelihoodRequest, TokenScoresRequest  # noqa: E402
 from trustslm.models.demo import locate_demo_gguf  # noqa: E402

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow  # a local Ray cluster and audits on two replicas
 
 import trustslm  # noqa: E402
 from trustslm.core.errors import BackendError  # noqa: E402

@@ -59,6 +59,7 @@ from trustslm.models.base import (
     apply_stop,
     request_seed,
 )
+from trustslm.models.hf import HFTokenRules
 
 
 class LlamaCppOptions(BackendOptions):
@@ -69,8 +70,6 @@ class LlamaCppOptions(BackendOptions):
     n_threads: int | None = Field(default=None, ge=1, description="CPU threads (default: all cores).")
     device: str = Field(default="cpu", pattern=r"^(cpu|gpu)$",
                         description="cpu, or gpu: every layer offloaded (a llama-cpp-python built with CUDA or Metal).")
-    allow_pickle: bool = Field(default=False, description="Ignored: a GGUF file holds no pickles.")
-    allow_download: bool = Field(default=False, description="Ignored: give a local .gguf file.")
 
 
 def _llama_cpp() -> Any:
@@ -247,13 +246,8 @@ class LlamaCppModel(ModelAdapter):
         self._encodings[key] = enc
         return enc
 
-    def request_length(self, request: Request) -> int:
-        if isinstance(request, TokenScoresRequest):
-            request = LoglikelihoodRequest("", request.text)
-        if isinstance(request, LoglikelihoodRequest):
-            ctx, cont = self.encode_loglikelihood(request)
-            return len(ctx) + len(cont)
-        return len(self.encode_prompt(request))
+    #: Tokens, as the hf backend counts them (the same encode_loglikelihood/encode_prompt names).
+    request_length = HFTokenRules.request_length
 
     def batch_order(self, requests: Sequence[Request]) -> list[int]:
         """Scoring requests in lexicographic token order, so requests sharing a prefix are

@@ -102,8 +102,8 @@ from pydantic import Field, field_validator
 
 from trustslm.core.errors import BackendError, BadInputError, TrustSLMError
 from trustslm.core.hashing import sha256_json, sha256_text
-from trustslm.core.limits import MAX_NESTING_DEPTH, MAX_RESPONSE_BYTES
-from trustslm.core.textfiles import one_line
+from trustslm.core.limits import MAX_RESPONSE_BYTES
+from trustslm.core.textfiles import check_tree, one_line
 from trustslm.core.types import FileRecord, ModelInfo
 from trustslm.models.base import (
     CHAT_TEMPLATE,
@@ -321,8 +321,10 @@ class HTTPClient:
             snippet = raw[:80].decode("utf-8", "replace")
             raise _Failure(self.redact(f"{where} answered {what} ({len(raw)} bytes: {snippet!r})"),
                            retry=False) from None
-        if _too_deep(value, MAX_NESTING_DEPTH):
-            raise _Failure(f"{where} answered JSON nested more than {MAX_NESTING_DEPTH} levels deep", retry=False)
+        try:  # the project's one check of parsed data: nesting depth and lone surrogates
+            check_tree(value, f"{where} answered JSON that")
+        except BadInputError as exc:
+            raise _Failure(self.redact(str(exc)), retry=False) from None
         return value
 
 
@@ -372,17 +374,6 @@ def _retry_after(headers) -> float | None:
             return None
         seconds = when.timestamp() - time.time()
     return max(0.0, seconds) if math.isfinite(seconds) else None
-
-
-def _too_deep(data: object, limit: int) -> bool:
-    stack = [(data, 1)]
-    while stack:
-        obj, depth = stack.pop()
-        if isinstance(obj, (dict, list)):
-            if depth > limit:
-                return True
-            stack.extend((v, depth + 1) for v in (obj.values() if isinstance(obj, dict) else obj))
-    return False
 
 
 # -- the adapter -----------------------------------------------------------------------------------

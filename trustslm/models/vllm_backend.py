@@ -56,8 +56,6 @@ class VLLMOptions(BackendOptions):
     gpu_memory_utilization: float = Field(default=0.85, gt=0, le=1, description="Share of GPU memory vLLM may take.")
     max_model_len: int | None = Field(default=None, ge=16, description="Context window (default: the model's).")
     tensor_parallel_size: int = Field(default=1, ge=1, description="GPUs one replica spans.")
-    allow_pickle: bool = Field(default=False, description="Refused: vLLM is given safetensors folders only.")
-    allow_download: bool = Field(default=False, description="Ignored: give a local folder.")
 
 
 class VLLMModel(HFTokenRules, ModelAdapter):

@@ -21,6 +21,7 @@ from trustslm.core.errors import BackendError  # noqa: E402
 from trustslm.engine.ray_executor import RayExecutor  # noqa: E402
 from trustslm.models.base import LoglikelihoodRequest, model_info  # noqa: E402
 from trustslm.models.mock import ScriptedModel  # noqa: E402
+from trustslm.testing.reports import comparable  # noqa: E402
 from trustslm.workflows.load import load_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,16 +50,6 @@ def ray_run(cluster, tiny_llama, tmp_path_factory):
     report = trustslm.audit(str(tiny_llama), executor="ray", replicas=2, cache_dir=root / "cache",
                             out=root / "out", **RUN)
     return report, root
-
-
-def comparable(report) -> dict:
-    """The report without what differs between runs by nature (times, cache counts)."""
-    data = json.loads(report.model_dump_json())
-    for key in ("started_at", "wall_time_s", "resumed", "cache_hits", "cache_misses"):
-        data["run"].pop(key)
-    for r in data["results"]:
-        r.pop("wall_time_s")
-    return data
 
 
 def test_ray_report_equals_local(ray_run, tiny_llama, tmp_path):

@@ -16,19 +16,10 @@ import pytest
 
 import trustslm
 from trustslm.models.resolve import load_model
+from trustslm.testing.reports import comparable
 
 OPTIONS = {"toxicity.continuation": {"k": 3, "max_new_tokens": 6}}
 PROBES = ["fairness.stereotype_pairs", "toxicity.continuation"]
-
-
-def comparable(report_json: dict) -> dict:
-    """A report without the fields that differ between runs by nature (times, cache counts)."""
-    data = json.loads(json.dumps(report_json))
-    for key in ("started_at", "wall_time_s", "resumed", "cache_hits", "cache_misses"):
-        data["run"].pop(key)
-    for r in data["results"]:
-        r.pop("wall_time_s")
-    return data
 
 
 def test_interrupted_then_resumed_equals_uninterrupted(tiny_llama, tmp_path):

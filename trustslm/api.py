@@ -46,6 +46,8 @@ def audit(
     backend: str | None = None,
     executor: str = "local",
     replicas: int | Literal["auto"] = "auto",
+    suite: str | Path | None = None,
+    data_dir: str | Path | None = None,
 ) -> TrustReport:
     """Audit ``model`` with the selected probes and return the report.
 
@@ -63,7 +65,15 @@ def audit(
         executor: ``"local"`` (this process) or ``"ray"``: batches go to ``replicas`` model
             replicas on a Ray cluster (``RAY_ADDRESS`` joins an existing one; ``"auto"``: one per
             GPU, else one per CPU). The cache stays in this process; the report is the same.
-        probes: probe ids or globs (``"fairness.*"``); all registered probes when omitted.
+        suite: a suite's name or YAML file (``trustslm.engine.suites``): the probes it runs, their
+            data and sample counts. ``"smoke"`` (the default): every probe on the project's own
+            small sets, offline. ``"standard"``: the published benchmarks (CrowS-Pairs, StereoSet,
+            BBQ, TruthfulQA...) with their published protocols, fetched at pinned revisions,
+            verified by sha256 and cached (docs/suites.md).
+        data_dir: a folder of local copies of the published benchmarks, for a machine without
+            internet (layout: docs/datasets.md); checked by sha256 like a download.
+        probes: probe ids or globs (``"fairness.*"``), chosen among the suite's probes; all of
+            them when omitted.
         options: ``{probe_id: {option: value}}``, over the specs' defaults and ``config``.
         config: a YAML file of probe options; relative data paths in it are read from its folder.
         seed: seeds sampling and the bootstrap; the same seed reproduces the report.
@@ -91,7 +101,7 @@ def audit(
                   batch_size=batch_size, cache_dir=cache_dir, use_cache=use_cache, progress=progress,
                   registry=registry, bootstrap_resamples=bootstrap_resamples, quick=quick, scorer=scorer,
                   baseline=baseline, model_args=model_args, backend=backend, executor=executor,
-                  replicas=replicas)
+                  replicas=replicas, suite=suite, data_dir=data_dir)
 
 
 def evaluate_gate(
@@ -183,6 +193,19 @@ def list_probes(registry: Registry | None = None) -> list[dict[str, Any]]:
         kind = registry.probe_kind(spec.kind)
         rows.append({"id": spec.id, "dimension": spec.dimension, "version": spec.version,
                      "kind": spec.kind, "needs": sorted(kind.needs), "summary": spec.summary})
+    return rows
+
+
+def list_suites(registry: Registry | None = None) -> list[dict[str, Any]]:
+    """name, version, summary and probes of every built-in suite."""
+    from trustslm.engine.suites import load_suite, suite_names
+
+    registry = registry or Registry()
+    rows = []
+    for name in suite_names():
+        suite = load_suite(name)
+        probes = suite.probes if suite.probes is not None else sorted(registry.specs)
+        rows.append({"name": suite.name, "version": suite.version, "summary": suite.summary, "probes": probes})
     return rows
 
 

@@ -59,7 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local (default) or ray: batches go to model replicas on a Ray cluster")
     a.add_argument("--replicas", type=_replicas, default="auto",
                    help="with --executor ray: N replicas, or auto (one per GPU, else per CPU)")
-    a.add_argument("--probes", type=_csv, default=None, help="probe ids or globs, comma-separated (default: all)")
+    a.add_argument("--suite", help="the probes, data and sample counts to run: smoke (default: every probe on the "
+                                   "project's own small sets, offline), standard (the published benchmarks, fetched at "
+                                   "pinned revisions), or a suite YAML file; `trustslm suites list`")
+    a.add_argument("--data-dir", metavar="DIR", help="local copies of the published benchmarks, for a machine without "
+                                                     "internet (layout: docs/datasets.md)")
+    a.add_argument("--probes", type=_csv, default=None,
+                   help="probe ids or globs, comma-separated, among the suite's (default: all of them)")
     a.add_argument("--out", default="trustslm-report", help="output folder (default: trustslm-report)")
     a.add_argument("--policy", help="gate policy YAML: exit 1 when it fails")
     a.add_argument("--baseline", metavar="REPORT",
@@ -150,6 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     prs = pr.add_subparsers(dest="probes_command", required=True, parser_class=_Parser)
     pl = prs.add_parser("list", help="list registered probes")
     pl.add_argument("--format", choices=["table", "json"], default="table")
+
+    su = sub.add_parser("suites", help="suites: named choices of probes, data and sample counts")
+    sus = su.add_subparsers(dest="suites_command", required=True, parser_class=_Parser)
+    sl = sus.add_parser("list", help="list the built-in suites")
+    sl.add_argument("--format", choices=["table", "json"], default="table")
 
     sc = sub.add_parser("scorers", help="toxicity scorer plugins")
     scs = sc.add_subparsers(dest="scorers_command", required=True, parser_class=_Parser)
@@ -288,7 +299,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         allow_pickle=args.allow_pickle, allow_download=args.allow_download, batch_size=args.batch_size,
         cache_dir=args.cache_dir, progress=not args.no_progress, quick=args.quick,
         scorer=args.scorer, baseline=args.baseline, registry=registry, model_args=_audit_model_args(args),
-        backend=args.backend, executor=args.executor, replicas=args.replicas,
+        backend=args.backend, executor=args.executor, replicas=args.replicas, suite=args.suite,
+        data_dir=args.data_dir,
     )
     _write_ci_outputs(report, args)
     print(summary_table(report))
@@ -412,6 +424,18 @@ def cmd_probes_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_suites_list(args: argparse.Namespace) -> int:
+    from trustslm import api
+
+    rows = api.list_suites()
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    for r in rows:
+        print(f"{r['name']:<10} v{r['version']:<3} {len(r['probes']):>3} probes  {r['summary']}")
+    return EXIT_OK
+
+
 def cmd_scorers_list(args: argparse.Namespace) -> int:
     from trustslm import api
 
@@ -521,6 +545,7 @@ COMMANDS = {
     ("report", "render"): cmd_report_render,
     ("scorers", "list"): cmd_scorers_list,
     ("scorers", "check"): cmd_scorers_check,
+    ("suites", "list"): cmd_suites_list,
 }
 
 
@@ -555,7 +580,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     args = build_parser().parse_args(argv)
     sub = (getattr(args, "probes_command", None) or getattr(args, "report_command", None)
-           or getattr(args, "scorers_command", None) or getattr(args, "mitigations_command", None))
+           or getattr(args, "scorers_command", None) or getattr(args, "mitigations_command", None)
+           or getattr(args, "suites_command", None))
     handler = COMMANDS[(args.command, sub)]
     previous = signal.signal(signal.SIGTERM, _sigterm)
     try:

@@ -92,6 +92,26 @@ class DatasetRecord(_Frozen):
     n_items: int = Field(description="Items read from the file (before --limit).")
     n_used: int = Field(description="Items the probe used.")
     format: str
+    source: dict[str, str] | None = Field(
+        default=None, description="A published benchmark's origin (trustslm.data.benchmarks.describe): its name, "
+                                  "title, source repository, pinned revision, licence, url and where it was read from.")
+    sampling: str | None = Field(default=None, description="How the items used were sampled from the file, if they were.")
+
+
+class ProbeSpeed(_Frozen):
+    """Where a probe's time went (``--resume`` hits and requests shared with an earlier probe
+    cost no model time)."""
+
+    model_time_s: float = Field(description="The probe's share of model time: each batch's time split over its "
+                                            "requests by tokens.")
+    overhead_s: float = Field(description="wall_time_s - model_time_s: data, request building, scoring, bootstrap.")
+    tokens: int = Field(description="Tokens the model processed for this probe's computed requests (prompt and "
+                                    "continuation, plus generated tokens).")
+    tokens_per_s: float | None
+    requests: int
+    computed: int = Field(description="Requests the model computed for this probe.")
+    cache_hits: int = Field(description="Requests read from the cache (--resume).")
+    shared: int = Field(description="Requests another probe of this run asked for first (computed once).")
 
 
 class Metric(_Frozen):
@@ -149,6 +169,7 @@ class ProbeResult(_Frozen):
     n_samples: int = 0
     n_requests: int = 0
     wall_time_s: float = 0.0
+    speed: ProbeSpeed | None = None
     card: CardRef | None = None
 
     def metric(self, name: str, group: str | None = None) -> Metric:
@@ -230,6 +251,8 @@ class RunInfo(_Frozen):
     limit: int | None
     profile: Literal["full", "quick"] = Field(default="full", description="'quick': the specs' quick options applied (--quick).")
     probes_requested: list[str]
+    suite: str | None = Field(default=None, description="The suite run (--suite): its name and version.")
+    suite_sha256: str | None = None
     config: dict[str, dict[str, Any]] = Field(description="Resolved options of every probe run.")
     config_hash: str
     started_at: str

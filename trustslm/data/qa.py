@@ -143,13 +143,14 @@ def multiple_choice_items(items: list[dict[str, Any]], where: str) -> list[dict[
     answer followed by its distractors (an item without distractors is bad input)."""
     out = []
     for n, item in enumerate(items, start=1):
+        form = "closed_book"
         if "mc1" in item:
             choices, labels = item["mc1"]
-            label = labels.index(1)
+            label, form = labels.index(1), "truthfulqa"
         else:
             if not item["distractors"]:
                 raise DataError(f"{where} item {n}: no distractors, so no multiple-choice form")
             choices, label = [item["answers"][0], *item["distractors"]], 0
         out.append({"id": item["id"], "category": item["category"], "question": item["question"],
-                    "choices": list(choices), "label": label})
+                    "choices": list(choices), "label": label, "form": form})
     return out

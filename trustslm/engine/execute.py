@@ -37,6 +37,15 @@ class ExecutionStats:
     computed: int = 0
     cache_rejected: int = 0  # rows found for a request that failed their checks (recomputed)
     seconds: dict[str, float] = field(default_factory=dict)  # model time per request kind
+    cached_keys: set[str] = field(default_factory=set)  # the requests read from the cache
+
+    def merge(self, other: ExecutionStats) -> None:
+        self.cache_hits += other.cache_hits
+        self.computed += other.computed
+        self.cache_rejected += other.cache_rejected
+        self.cached_keys |= other.cached_keys
+        for kind, seconds in other.seconds.items():
+            self.seconds[kind] = self.seconds.get(kind, 0.0) + seconds
 
 
 def execute(
@@ -61,6 +70,7 @@ def execute(
     if resume and cache is not None:
         results, stats.cache_rejected = _from_cache(cache, identity, unique)
         stats.cache_hits = len(results)
+        stats.cached_keys = set(results)
 
     for kind in ("loglikelihood", "token_scores", "generate"):
         todo = [r for k, r in unique.items() if r.kind == kind and k not in results]
@@ -111,11 +121,7 @@ def memo_call(
                                 executor=executor)
             known.update(out)
             if stats is not None:
-                stats.cache_hits += more.cache_hits
-                stats.computed += more.computed
-                stats.cache_rejected += more.cache_rejected
-                for kind, seconds in more.seconds.items():
-                    stats.seconds[kind] = stats.seconds.get(kind, 0.0) + seconds
+                stats.merge(more)
         return Results(known)
 
     return call

@@ -30,13 +30,15 @@ from trustslm.core.types import (
     Environment,
     GateResult,
     ProbeResult,
+    ProbeSpeed,
     RunInfo,
     TrustReport,
 )
 from trustslm.engine.cache import RequestCache
-from trustslm.engine.execute import execute, memo_call
+from trustslm.engine.execute import ExecutionStats, execute, memo_call
 from trustslm.engine.executors import Executor
 from trustslm.engine.options import Overrides, build_options
+from trustslm.engine.suites import Suite
 from trustslm.models.base import ModelAdapter, model_info
 from trustslm.probes.base import (
     FileOption,
@@ -65,7 +67,12 @@ class PlannedProbe:
     status: str = "ok"
     reason: str | None = None
     requests: list = field(default_factory=list)
-    seconds: float = 0.0
+    seconds: float = 0.0  # wall time: its own steps plus its share of model time
+    model_seconds: float = 0.0
+    tokens: int = 0
+    computed: int = 0
+    cache_hits: int = 0
+    shared: int = 0
 
 
 def plan(
@@ -78,13 +85,16 @@ def plan(
     discovered: Overrides | None = None,
     quick: bool = False,
     scorer: str | None = None,
+    suite: Suite | None = None,
 ) -> list[PlannedProbe]:
     """Select probes and build their options; every mistake here is a BadInputError.
 
-    Option layers, lowest first: the spec, its ``quick`` options (in the quick profile),
-    ``discovered`` (found beside the model), the config file, ``scorer`` (the toxicity scorer of
-    every probe that has one), the command line's per-probe options."""
-    specs = registry.select(patterns)
+    ``patterns`` choose among the suite's probes (all of them when it names none). Option layers,
+    lowest first: the spec, its ``quick`` options (in the quick profile), the suite's options (and
+    its ``quick`` ones), ``discovered`` (found beside the model), the config file, ``scorer`` (the
+    toxicity scorer of every probe that has one), the command line's per-probe options."""
+    specs = _select(registry, patterns, suite)
+    suite_options, suite_quick = (registry.canonical_keys(x) for x in ((suite.options, suite.quick) if suite else ({}, {})))
     config, overrides, discovered = (registry.canonical_keys(x or {}) for x in (config, overrides, discovered))
     for source in (config, overrides):
         for pid in source:
@@ -100,10 +110,27 @@ def plan(
             raise BadInputError(f"probe spec {spec.id} scores unknown or unscorable metric(s) {sorted(unknown_scoring)}")
         from_config = _config_paths(config.get(spec.id, {}), kind.Options, config_dir)
         scorer_layer = dict.fromkeys(marked_options(kind.Options, ScorerOption), scorer) if scorer else {}
-        options = build_options(spec, kind.Options, spec.quick if quick else {}, discovered.get(spec.id, {}),
+        options = build_options(spec, kind.Options, spec.quick if quick else {}, suite_options.get(spec.id, {}),
+                                suite_quick.get(spec.id, {}) if quick else {}, discovered.get(spec.id, {}),
                                 from_config, scorer_layer, from_cli)
+        if options.sample is not None and "data" not in kind.Options.model_fields:
+            raise BadInputError(f"{spec.id}: 'sample' needs a probe that reads a data file")
         planned.append(PlannedProbe(probe=kind(spec, options)))
     return planned
+
+
+def _select(registry: Registry, patterns: list[str] | None, suite: Suite | None) -> list:
+    """The specs ``patterns`` select among the suite's probes."""
+    if suite is None or suite.probes is None:
+        return registry.select(patterns)
+    in_suite = {registry.spec(pid).id for pid in suite.probes}  # an unknown id in a suite is an error
+    if not patterns:
+        return [registry.specs[k] for k in sorted(in_suite)]
+    chosen = [s for s in registry.select(patterns) if s.id in in_suite]
+    if not chosen:
+        raise BadInputError(f"--probes {','.join(patterns)} selects none of suite {suite.name}'s probes "
+                            f"({', '.join(sorted(in_suite))})")
+    return chosen
 
 
 def _config_paths(options: dict, options_cls: type, config_dir: Path | None) -> dict:
@@ -185,6 +212,7 @@ def run(
     resamples: int,
     profile: str = "full",
     executor: Executor | None = None,
+    suite: Suite | None = None,
 ) -> TrustReport:
     """Run ``planned`` (data loaded by :func:`load_data`) on ``model``; ``ctx`` is the run's
     context, with the model's capabilities and tokenizer."""
@@ -216,7 +244,7 @@ def run(
     all_requests = [r for p in active for r in p.requests]
     results, stats = execute(model, all_requests, identity=info.identity, cache=cache, resume=resume,
                              progress=progress, executor=executor)
-    _attribute_model_time(active, stats.seconds)
+    _attribute_model_time(active, stats, results, model)
     for p in active:
         if type(p.probe).adapt is not Probe.adapt:
             _adapt(p, model, info.identity, cache, resume, stats, ctx, known=results, executor=executor)
@@ -238,7 +266,8 @@ def run(
     gate = GateResult(passed=True)  # the caller applies a policy (trustslm.gate.release.apply_gate)
     config = {p.probe.id: {"version": p.probe.spec.version, **p.probe.options.model_dump()} for p in planned}
     run_info = RunInfo(
-        seed=seed, limit=limit, profile=profile, probes_requested=list(patterns or ["*"]), config=config,
+        seed=seed, limit=limit, profile=profile, probes_requested=list(patterns or ["*"]),
+        suite=suite.label if suite else None, suite_sha256=suite.sha256 if suite else None, config=config,
         config_hash=sha256_json({"config": config, "seed": seed, "limit": limit}),
         started_at=started_at, wall_time_s=round(time.perf_counter() - t0, 3), resumed=resume,
         cache_hits=stats.cache_hits, cache_misses=stats.computed,
@@ -259,8 +288,9 @@ def _adapt(p: PlannedProbe, model: ModelAdapter, identity: str, cache: RequestCa
     batched, deduplicated and cached path as every other request; results already had in this
     run (``known``, which grows) are not asked for again."""
     start = time.perf_counter()
-
-    engine_call = memo_call(model, identity=identity, known=known, cache=cache, resume=resume, stats=stats,
+    own = ExecutionStats()
+    before = set(known)
+    engine_call = memo_call(model, identity=identity, known=known, cache=cache, resume=resume, stats=own,
                             executor=executor)
 
     asked = {r.key() for r in p.requests}
@@ -283,16 +313,58 @@ def _adapt(p: PlannedProbe, model: ModelAdapter, identity: str, cache: RequestCa
         if ctx.progress:
             traceback.print_exc(file=sys.stderr)
     p.seconds += time.perf_counter() - start
+    stats.merge(own)
+    p.model_seconds += sum(own.seconds.values())
+    p.computed += own.computed
+    p.cache_hits += own.cache_hits
+    p.tokens += sum(_tokens(r, known, model) for r in p.requests
+                    if r.key() not in before and r.key() in known and r.key() not in own.cached_keys)
 
 
-def _attribute_model_time(active: list[PlannedProbe], seconds: dict[str, float]) -> None:
-    """Share each request kind's model time among probes by their number of such requests."""
-    for kind, total in seconds.items():
-        counts = [sum(1 for r in p.requests if r.kind == kind) for p in active]
-        n = sum(counts)
-        for p, c in zip(active, counts):
-            if n:
-                p.seconds += total * c / n
+def _tokens(request, results: dict, model: ModelAdapter) -> int:
+    """Tokens the model processed for ``request``: its prompt (and continuation), and what it generated."""
+    n = model.request_length(request)
+    if request.kind == "generate":
+        n += getattr(results.get(request.key()), "n_tokens", 0)
+    return n
+
+
+def _attribute_model_time(active: list[PlannedProbe], stats: ExecutionStats, results: dict,
+                          model: ModelAdapter) -> None:
+    """Count each probe's requests (computed, read from the cache, or shared with a probe that asked
+    first) and share each request kind's model time among the probes by the tokens computed for them."""
+    owner: dict[str, PlannedProbe] = {}
+    tokens_by_kind: dict[str, dict[int, int]] = {}
+    for i, p in enumerate(active):
+        for r in p.requests:
+            key = r.key()
+            if key in owner:
+                p.shared += 1
+                continue
+            owner[key] = p
+            if key in stats.cached_keys:
+                p.cache_hits += 1
+            elif key in results:
+                p.computed += 1
+                n = _tokens(r, results, model)
+                p.tokens += n
+                by_probe = tokens_by_kind.setdefault(r.kind, {})
+                by_probe[i] = by_probe.get(i, 0) + n
+    for kind, total in stats.seconds.items():
+        by_probe = tokens_by_kind.get(kind, {})
+        n = sum(by_probe.values())
+        for i, t in by_probe.items():
+            share = total * t / n
+            active[i].seconds += share
+            active[i].model_seconds += share
+
+
+def _speed(p: PlannedProbe) -> ProbeSpeed:
+    wall = round(p.seconds, 3)
+    model_s = round(min(p.model_seconds, p.seconds), 3)
+    return ProbeSpeed(model_time_s=model_s, overhead_s=round(wall - model_s, 3), tokens=p.tokens,
+                      tokens_per_s=round(p.tokens / p.model_seconds, 1) if p.model_seconds > 0 else None,
+                      requests=len(p.requests), computed=p.computed, cache_hits=p.cache_hits, shared=p.shared)
 
 
 def _score_one(p: PlannedProbe, results: Results, ctx: ProbeContext, resamples: int):
@@ -327,18 +399,20 @@ def _score_one(p: PlannedProbe, results: Results, ctx: ProbeContext, resamples: 
         scored = weighted_mean(parts) if parts else None
     except ProbeSkipped as exc:  # e.g. none of its data could be scored on this model
         p.seconds += time.perf_counter() - start
-        return ProbeResult(status="skipped", reason=str(exc), wall_time_s=round(p.seconds, 3), **base), None, [], None
+        return ProbeResult(status="skipped", reason=str(exc), wall_time_s=round(p.seconds, 3), speed=_speed(p),
+                           **base), None, [], None
     except Exception as exc:  # a probe's failure must not lose the other probes' results
         p.seconds += time.perf_counter() - start
         first = (str(exc).strip().splitlines() or [""])[0]
         reason = f"{type(exc).__name__}: {first}"
         if ctx.progress:
             traceback.print_exc(file=sys.stderr)
-        return ProbeResult(status="error", reason=reason, wall_time_s=round(p.seconds, 3), **base), None, [], None
+        return ProbeResult(status="error", reason=reason, wall_time_s=round(p.seconds, 3), speed=_speed(p),
+                           **base), None, [], None
     p.seconds += time.perf_counter() - start
     result = ProbeResult(
         status="ok", metrics=metrics, score=scored.to_value() if scored else None,
-        scorer=output.scorer, n_samples=len(output.samples), wall_time_s=round(p.seconds, 3), **base,
+        scorer=output.scorer, n_samples=len(output.samples), wall_time_s=round(p.seconds, 3), speed=_speed(p), **base,
     )
     samples = [{"probe_id": spec.id, **s} for s in output.samples]
     return result, scored, samples, output.units

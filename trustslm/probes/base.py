@@ -89,6 +89,10 @@ class ProbeOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     renamed: ClassVar[Mapping[str, str]] = {}
     limit: int | None = Field(default=None, ge=1)
+    sample: int | None = Field(default=None, ge=1, description="Use a stratified random sample of this many items "
+                                                                "of the data (before --limit).")
+    sample_by: list[str] = Field(default_factory=list, description="The item fields the sample is stratified by.")
+    sample_seed: int = Field(default=0, description="The sample's seed (fixed: the same items on every run).")
 
 
 #: The types of the generation options, for a kind that changes a default (``k: SampleCount = 25``).
@@ -124,6 +128,11 @@ class ProbeContext:
     progress: bool = True
     #: Cut a text after its first k tokens (the model's tokenizer once a model is loaded).
     split_tokens: Callable[[str, int], tuple[str, str]] = split_words
+    #: Where published benchmarks (``benchmark:NAME`` data) are read from: a folder of local
+    #: copies (``--data-dir``), else the cache under ``cache_root``, filled by ``fetcher``.
+    data_dir: Path | None = None
+    cache_root: Path | None = None
+    fetcher: Callable[[str, int], bytes] | None = None
 
 
 @dataclass
@@ -260,13 +269,33 @@ def read_dataset(
     """Read the file a probe's ``data`` option names (``builtin:NAME`` or a path) with ``loader``
     (given the path and the ``format`` option), apply ``--limit`` (to the first N items, or with
     ``per`` to the first N of every value of that field or fields), and describe the file."""
-    from trustslm.core.resources import resolve_data_path
     from trustslm.data.files import dataset_record
+    from trustslm.data.sampling import stratified_sample
 
-    path = resolve_data_path(probe.options.data, base_dir=probe.base_dir)  # type: ignore[attr-defined]
+    path, source = data_path(probe.options.data, probe.base_dir, ctx)  # type: ignore[attr-defined]
     items, fmt = loader(path, probe.options.format)  # type: ignore[attr-defined]
+    opts = probe.options
+    n_read, sampling = len(items), None
+    if opts.sample is not None:
+        items, sampling = stratified_sample(items, opts.sample, by=opts.sample_by, seed=opts.sample_seed,
+                                            where=f"{probe.id}.sample_by")
     if per is None or ctx.limit is None:
         used = limit_items(items, ctx.limit)
     else:
         used = limit_per(items, per, ctx.limit)
-    return LoadedData(items=used, datasets=[dataset_record(path.stem, path, fmt, len(items), len(used))])
+    name = source["benchmark"] if source else path.stem
+    record = dataset_record(name, path, fmt, n_read, len(used))
+    return LoadedData(items=used, datasets=[record.model_copy(update={"source": source, "sampling": sampling})])
+
+
+def data_path(value: str, base_dir: Path | None, ctx: ProbeContext) -> tuple[Path, dict[str, str] | None]:
+    """The path a ``data`` option names, and for a published benchmark (``benchmark:NAME``) its
+    origin for the report (:mod:`trustslm.data.benchmarks`: pinned, verified, cached)."""
+    from trustslm.core.resources import cache_dir, resolve_data_path
+    from trustslm.data.benchmarks import describe, is_benchmark, resolve_benchmark
+
+    if is_benchmark(value):
+        resolved = resolve_benchmark(value, data_dir=ctx.data_dir, cache_root=ctx.cache_root or cache_dir(),
+                                     fetcher=ctx.fetcher)
+        return resolved.path, describe(resolved)
+    return resolve_data_path(value, base_dir=base_dir), None

@@ -1,10 +1,11 @@
 """Probe kind ``calibration``: can the model's confidence in its multiple-choice answers be
 trusted?
 
-Each question is asked as ``Question: {question}\\nAnswer:`` and every choice scored by its
-log-likelihood after one space (lm-evaluation-harness style, no chat template). The choice
-probabilities are the softmax of those log-likelihoods; the prediction is the most likely choice,
-its probability the model's confidence (:mod:`trustslm.scoring.calibration` has the formulas).
+Each question is asked as ``Question: {question}\\nAnswer:`` (a TruthfulQA question with
+TruthfulQA's own six-shot prompt, as the MC probe and lm-evaluation-harness ask it, since version 2)
+and every choice scored by its log-likelihood after one space (lm-evaluation-harness style, no chat
+template). The choice probabilities are the softmax of those log-likelihoods; the prediction is
+the most likely choice, its probability the model's confidence (:mod:`trustslm.scoring.calibration` has the formulas).
 
 * ``ece``: expected calibration error over ``bins`` equal-width confidence bins (Guo et al. 2017);
 * ``brier``: multi-class Brier score (Brier 1950), as scikit-learn's ``brier_score_loss``;
@@ -38,6 +39,7 @@ from trustslm.probes.base import (
     Results,
     read_dataset,
 )
+from trustslm.probes.truthfulqa import context as truthfulqa_context
 from trustslm.scoring.calibration import (
     bin_label,
     brier,
@@ -74,7 +76,12 @@ def _coverage(frame, level: float) -> float:
 
 
 def _requests(item: dict) -> list[LoglikelihoodRequest]:
-    context = TEMPLATE.format(question=item["question"])
+    # TruthfulQA's questions are asked with its own few-shot prompt (the one the MC probe and
+    # lm-evaluation-harness use), so a run of both computes MC1's options once
+    if item.get("form") == "truthfulqa":
+        context = truthfulqa_context(item["question"])
+    else:
+        context = TEMPLATE.format(question=item["question"])
     return [LoglikelihoodRequest(context, " " + c) for c in item["choices"]]
 
 

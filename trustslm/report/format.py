@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from html import escape
+from pathlib import Path
 from typing import Any
 
 from trustslm.core.types import Metric
@@ -86,3 +87,28 @@ def _terminal_char(ch: str) -> str:
         return ch
     code = ord(ch)
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def dataset_origin(ds: Any) -> str:
+    """Plain (unescaped) text naming where a probe's data came from and how it was sampled:
+    ``CrowS-Pairs (...), github:nyu-mll/crows-pairs @ 8aaac11c4854, CC BY-SA 4.0; stratified ...``."""
+    parts = []
+    if ds.source:
+        s = ds.source
+        parts.append(f"{s.get('title', s.get('benchmark', ''))}, {s.get('source', '')} @ {str(s.get('revision', ''))[:12]}, "
+                     f"{s.get('licence', '')}")
+    else:
+        from trustslm.core.resources import datasets_dir
+
+        own = Path(ds.path).parent == datasets_dir()
+        parts.append("trustslm's own data" if own else "a local file, no published source recorded")
+    if ds.sampling:
+        parts.append(ds.sampling)
+    return "; ".join(parts)
+
+
+def speed_text(speed: Any) -> str:
+    """``model 12.3 s, overhead 1.2 s, 4,567 tokens/s; 300 requests: 250 computed, 50 shared, 0 cached``."""
+    rate = f", {speed.tokens_per_s:,.0f} tokens/s" if speed.tokens_per_s else ""
+    return (f"model {speed.model_time_s:.1f} s, overhead {speed.overhead_s:.1f} s{rate}; {speed.requests:,} requests: "
+            f"{speed.computed:,} computed, {speed.shared:,} shared with another probe, {speed.cache_hits:,} from the cache")

@@ -9,7 +9,7 @@ from html import escape
 from typing import Any
 
 from trustslm.core.types import DIMENSIONS, TrustReport
-from trustslm.report.format import direction, fmt, interval
+from trustslm.report.format import dataset_origin, direction, fmt, interval, speed_text
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#1d232a;padding:0 1rem}
@@ -178,7 +178,8 @@ def render_html(report: TrustReport) -> str:
             f'<p class=muted>model <code>{escape(m.spec)}</code> · {escape(m.kind)}'
             f'{f" · {m.parameters:,} parameters" if m.parameters else ""} · hash <code>{escape(m.hash[:16])}</code>'
             f" · trustslm {escape(report.trustslm_version)} · seed {report.run.seed} · "
-            f"{report.run.wall_time_s:.1f} s</p>",
+            f"{report.run.wall_time_s:.1f} s"
+            f"{f' · suite {escape(report.run.suite)}' if report.run.suite else ''}</p>",
             "<h2>Scores</h2>", render_fragment(report)]
     o = report.overall
     if o.score is not None:
@@ -237,11 +238,12 @@ def render_html(report: TrustReport) -> str:
         body.append("<ul>")
         for ds in r.datasets:
             body.append(f"<li>data <code>{escape(ds.path)}</code> ({escape(ds.format)}, {ds.n_used} of {ds.n_items} items, "
-                        f"sha256 <code>{escape(ds.sha256[:16])}</code>)</li>")
+                        f"sha256 <code>{escape(ds.sha256[:16])}</code>): {escape(dataset_origin(ds))}</li>")
         if r.scorer:
             body.append(f"<li>scorer {escape(r.scorer.name)} {escape(r.scorer.version)}: {escape(r.scorer.detail)}</li>")
         body.append(f'<li><a href="{link}">{r.n_samples} samples</a> in <code>samples.jsonl</code> (probe_id '
-                    f"{escape(r.probe_id)}); {r.n_requests} model requests; {r.wall_time_s:.1f} s</li></ul>")
+                    f"{escape(r.probe_id)}); {r.n_requests} model requests; {r.wall_time_s:.1f} s</li>"
+                    + (f"<li>time: {escape(speed_text(r.speed))}</li>" if r.speed else "") + "</ul>")
         body.append(_samples_section(r.probe_id, by_probe.get(r.probe_id, []), have_samples))
     body.append("<h2>Provenance</h2><table><tr><th>file</th><th>sha256</th><th>bytes</th></tr>")
     for f in m.files:

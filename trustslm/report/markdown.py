@@ -8,7 +8,17 @@ terminal every control character is shown as its escape (:func:`~trustslm.report
 from __future__ import annotations
 
 from trustslm.core.types import DIMENSIONS, TrustReport
-from trustslm.report.format import direction, fmt, interval, md_code, md_text, score_text, terminal_text
+from trustslm.report.format import (
+    dataset_origin,
+    direction,
+    fmt,
+    interval,
+    md_code,
+    md_text,
+    score_text,
+    speed_text,
+    terminal_text,
+)
 
 #: Characters of a failure reason or a gate rule's detail kept in ``report.md`` (the JSON has all).
 MAX_REASON_CHARS = 2000
@@ -62,7 +72,7 @@ def render_markdown(report: TrustReport) -> str:
         f"- trustslm {e(report.trustslm_version)}, torch {e(report.environment.torch)}, "
         f"transformers {e(report.environment.transformers)}",
         f"- seed {report.run.seed}, limit {report.run.limit}, config hash {md_code(report.run.config_hash[:16])}, "
-        f"wall time {report.run.wall_time_s:.1f} s",
+        f"wall time {report.run.wall_time_s:.1f} s" + (f", suite {e(report.run.suite)}" if report.run.suite else ""),
         "",
         "## Scores",
         "",
@@ -129,9 +139,11 @@ def _probe_section(r) -> list[str]:
     out.append("")
     for ds in r.datasets:
         out.append(f"- data: {md_code(ds.path)} ({e(ds.format)}, {ds.n_used} of {ds.n_items} items, "
-                   f"sha256 {md_code(ds.sha256[:16])})")
+                   f"sha256 {md_code(ds.sha256[:16])}): {e(dataset_origin(ds))}")
     if r.scorer:
         out.append(f"- scorer: {e(r.scorer.name)} {e(r.scorer.version)} ({e(r.scorer.detail)})")
     out.append(f"- {r.n_samples} samples in `samples.jsonl`, {r.n_requests} model requests, {r.wall_time_s:.1f} s")
+    if r.speed:
+        out.append(f"- time: {e(speed_text(r.speed))}")
     out.append("")
     return out

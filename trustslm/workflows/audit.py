@@ -20,10 +20,12 @@ from trustslm.core.errors import BadInputError
 from trustslm.core.registry import Registry
 from trustslm.core.resources import cache_dir as default_cache_dir
 from trustslm.core.types import TrustReport
+from trustslm.data.benchmarks import Fetcher
 from trustslm.engine import run as engine
 from trustslm.engine.cache import RequestCache
 from trustslm.engine.executors import EXECUTORS, Replicas, make_executor
 from trustslm.engine.options import Overrides, load_config
+from trustslm.engine.suites import Suite, suite_arg
 from trustslm.gate.policy import Policy, policy_arg
 from trustslm.gate.release import apply_gate
 from trustslm.models.base import DEFAULT_BATCH_SIZE, ModelAdapter, model_info
@@ -60,6 +62,9 @@ def audit(
     backend: str | None = None,
     executor: str = "local",
     replicas: Replicas = "auto",
+    suite: str | Path | Suite | None = None,
+    data_dir: str | Path | None = None,
+    fetcher: Fetcher | None = None,
 ) -> TrustReport:
     if limit is not None and limit < 1:
         raise BadInputError("limit must be at least 1")
@@ -71,12 +76,17 @@ def audit(
                     "cache_dir": cache_root, "model_args": model_args, "backend": backend}
     check_model_options(model, registry=registry, **load_options)
     config_options, config_dir = load_config(config) if config is not None else ({}, None)
+    chosen_suite = suite_arg(suite)
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise BadInputError(f"--data-dir {data_dir}: not a folder")
     discovered = discover_options(model, registry=registry, probes=probes)
     planned = engine.plan(registry, probes, config=config_options, config_dir=config_dir,
-                          overrides=options, discovered=discovered, quick=quick, scorer=scorer)
+                          overrides=options, discovered=discovered, quick=quick, scorer=scorer, suite=chosen_suite)
     gate_policy = policy_arg(policy)
     baseline_report, baseline_path = report_arg(baseline)
-    ctx = ProbeContext(seed=seed, limit=limit, capabilities=frozenset(), registry=registry, progress=progress)
+    ctx = ProbeContext(seed=seed, limit=limit, capabilities=frozenset(), registry=registry, progress=progress,
+                       data_dir=Path(data_dir) if data_dir is not None else None, cache_root=cache_root,
+                       fetcher=fetcher)
     engine.load_data(planned, ctx)
 
     if executor not in EXECUTORS:
@@ -89,7 +99,8 @@ def audit(
         runner = make_executor(executor, replicas=replicas, factory=factory, identity=model_info(adapter).identity)
         model_ctx = dataclasses.replace(ctx, capabilities=adapter.capabilities, split_tokens=adapter.split_tokens)
         report = engine.run(adapter, planned, model_ctx, patterns=probes, cache=cache, resume=resume,
-                            resamples=bootstrap_resamples, profile="quick" if quick else "full", executor=runner)
+                            resamples=bootstrap_resamples, profile="quick" if quick else "full", executor=runner,
+                            suite=chosen_suite)
     finally:
         if runner is not None:
             runner.close()

@@ -1,0 +1,92 @@
+"""Suites: a named choice of probes, their data and sample counts (``--suite``).
+
+A suite is a YAML file; the built-in ones are ``probes/suites/NAME.yaml``, and ``--suite`` also
+takes a path to one of the user's own::
+
+    name: standard
+    version: "1"
+    summary: The published benchmarks with their published protocols.
+    probes:                       # the probes it runs, each with its options ("*": every probe)
+      fairness.stereotype_pairs: {data: "benchmark:crows_pairs", format: crows_pairs_csv}
+      truthfulness.truthfulqa_mc: {data: "benchmark:truthfulqa_mc"}
+    quick:                        # options over those in the quick profile (--quick)
+      toxicity.continuation: {k: 5}
+
+Its options sit over the specs' (and their ``quick`` options) and under everything the user gives:
+what is found beside the model, ``--config`` and ``--set``. ``--probes`` chooses among the
+suite's probes. ``smoke`` (every probe on the project's own small sets, offline) is the default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trustslm.core.errors import BadInputError
+from trustslm.core.registry import unknown_name_error
+from trustslm.core.resources import probes_dir
+from trustslm.core.textfiles import check_tree, read_yaml_file
+
+DEFAULT_SUITE = "smoke"
+_KEYS = {"name", "version", "summary", "probes", "quick"}
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    version: str
+    summary: str
+    probes: list[str] | None  # None: every registered probe
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    quick: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sha256: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+def suites_dir() -> Path:
+    return probes_dir() / "suites"
+
+
+def suite_names() -> list[str]:
+    return sorted(p.stem for p in suites_dir().glob("*.yaml"))
+
+
+def load_suite(name: str | Path) -> Suite:
+    """The built-in suite ``name``, or the suite file at that path (untrusted: bounded, checked)."""
+    text = str(name)
+    if text.endswith((".yaml", ".yml")) or "/" in text or "\\" in text:
+        path = Path(text)
+    else:
+        path = suites_dir() / f"{text}.yaml"
+        if not path.is_file():
+            raise unknown_name_error("suite", text, suite_names())
+    data, digest = read_yaml_file(path, "suite")
+    check_tree(data, f"suite {path}")
+    unknown = sorted(set(data) - _KEYS)
+    if unknown:
+        raise BadInputError(f"suite {path}: unknown key(s) {', '.join(map(str, unknown))} (keys: {', '.join(sorted(_KEYS))})")
+    for key in ("name", "version"):
+        if not isinstance(data.get(key), (str, int, float)) or not str(data.get(key)).strip():
+            raise BadInputError(f"suite {path}: needs a '{key}'")
+    probes = data.get("probes")
+    if probes == "*":
+        chosen, options = None, {}
+    elif isinstance(probes, dict) and probes and all(v is None or isinstance(v, dict) for v in probes.values()):
+        chosen, options = [str(k) for k in probes], {str(k): dict(v or {}) for k, v in probes.items()}
+    else:
+        raise BadInputError(f"suite {path}: 'probes' must be \"*\" or a mapping of probe ids to their options")
+    quick = data.get("quick") or {}
+    if not isinstance(quick, dict) or not all(isinstance(v, dict) for v in quick.values()):
+        raise BadInputError(f"suite {path}: 'quick' must map probe ids to options")
+    return Suite(name=str(data["name"]), version=str(data["version"]), summary=str(data.get("summary", "")),
+                 probes=chosen, options=options, quick={str(k): dict(v) for k, v in quick.items()}, sha256=digest)
+
+
+def suite_arg(suite: str | Path | Suite | None) -> Suite:
+    if isinstance(suite, Suite):
+        return suite
+    return load_suite(suite if suite is not None else DEFAULT_SUITE)

@@ -31,8 +31,6 @@ of the regression lies above 0, ``better`` when below, else ``no significant cha
 
 from __future__ import annotations
 
-from dataclasses import replace
-from functools import partial
 from typing import Any, Literal
 
 import numpy as np
@@ -47,7 +45,14 @@ from trustslm.probes.base import FileOption, marked_options
 from trustslm.scoring import CONFIDENCE
 from trustslm.scoring.aggregate import Scored, combine, normalise, weighted_mean
 from trustslm.scoring.metric_def import MetricDef
-from trustslm.scoring.metrics import group_label, metric_value, percentile_interval, probe_rng, resampled_values
+from trustslm.scoring.metrics import (
+    at_level,
+    group_label,
+    metric_value,
+    percentile_interval,
+    probe_rng,
+    resampled_values,
+)
 
 DEFAULT_COMPARE_RESAMPLES = 1000
 #: How far a recomputed score may be from the reported one: reports round scores to 4 decimals.
@@ -374,8 +379,7 @@ def _paired_replicates(pid, defs, u_old, u_new, resamples, seed, wanted=None):
                 sub_rng = probe_rng(seed, pid, salt=f"compare|{defn.name}|{col}={group_label(value)}")
                 put(ref, defn, so, sn, sub_rng.integers(0, len(so), size=(resamples, len(so))))
         for level in defn.at:
-            at_defn = replace(defn, statistic=partial(defn.statistic_at, level=level), fast_statistic=None, at=())
-            put(f"{pid}.{defn.name}[{defn.at_name}={level:g}]", at_defn, u_old, u_new, idx)
+            put(f"{pid}.{defn.name}[{defn.at_name}={level:g}]", at_level(defn, level), u_old, u_new, idx)
     return reps, basic, group_why
 
 

@@ -46,8 +46,11 @@ from trustslm.scoring.calibration import (
     choice_probabilities,
     confidence_bin,
     coverage,
+    coverage_resampled,
     expected_calibration_error,
+    expected_calibration_error_resampled,
     selective_accuracy,
+    selective_accuracy_resampled,
 )
 
 TEMPLATE = "Question: {question}\nAnswer:"
@@ -75,6 +78,21 @@ def _coverage(frame, level: float) -> float:
     return coverage(frame["confidence"].to_numpy(float), level)
 
 
+def _ece_resampled(frame, idx):
+    """:func:`_ece` on every resample at once (``MetricDef.batch_statistic``)."""
+    return expected_calibration_error_resampled(frame["confidence"].to_numpy(float), frame["correct"].to_numpy(float),
+                                                frame["bin"].to_numpy(int), idx)
+
+
+def _selective_accuracy_resampled(frame, idx, level: float):
+    return selective_accuracy_resampled(frame["confidence"].to_numpy(float), frame["correct"].to_numpy(float),
+                                        level, idx)
+
+
+def _coverage_resampled(frame, idx, level: float):
+    return coverage_resampled(frame["confidence"].to_numpy(float), level, idx)
+
+
 def _requests(item: dict) -> list[LoglikelihoodRequest]:
     # TruthfulQA's questions are asked with its own few-shot prompt (the one the MC probe and
     # lm-evaluation-harness use), so a run of both computes MC1's options once
@@ -91,6 +109,7 @@ class CalibrationProbe(Probe):
     Options = CalibrationOptions
     metrics = (
         MetricDef(name="ece", column="", statistic=_ece, higher_is_better=False, target=0.0,
+                  batch_statistic=_ece_resampled,
                   description="Expected calibration error: mean |accuracy - confidence| over confidence bins, weighted by size."),
         MetricDef(name="brier", column="brier", higher_is_better=False, target=0.0,
                   description="Multi-class Brier score: sum over choices of (probability - truth)^2, averaged."),
@@ -105,9 +124,11 @@ class CalibrationProbe(Probe):
                   overall=False, description="Mean confidence of the questions in each confidence bin."),
         MetricDef(name="selective_accuracy", column="", higher_is_better=True, overall=False, chart=True,
                   at=THRESHOLDS, at_name="abstain_below", statistic_at=_selective_accuracy,
+                  batch_statistic_at=_selective_accuracy_resampled,
                   description="Accuracy on the questions answered when abstaining below a confidence threshold."),
         MetricDef(name="coverage", column="", higher_is_better=None, overall=False,
                   at=THRESHOLDS, at_name="abstain_below", statistic_at=_coverage,
+                  batch_statistic_at=_coverage_resampled,
                   description="Share of questions answered when abstaining below a confidence threshold."),
     )
 

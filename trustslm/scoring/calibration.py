@@ -64,3 +64,38 @@ def selective_accuracy(confidence: np.ndarray, correct: np.ndarray, threshold: f
 
 def coverage(confidence: np.ndarray, threshold: float) -> float:
     return float((confidence >= threshold - EDGE).mean()) if len(confidence) else float("nan")
+
+
+def expected_calibration_error_resampled(confidence: np.ndarray, correct: np.ndarray, bins: np.ndarray,
+                                         idx: np.ndarray) -> np.ndarray:
+    """:func:`expected_calibration_error` on every resample at once: one value per row of the
+    index matrix ``idx`` (the positions of a resample's questions)."""
+    from trustslm.scoring.resample import group_sums, row_sums
+
+    idx = np.asarray(idx)
+    if idx.shape[1] == 0:
+        return np.full(len(idx), np.nan)
+    bins = np.asarray(bins)
+    n_bins = int(bins.max()) + 1
+    conf_sum = group_sums(confidence, bins, n_bins, idx)
+    acc_sum = group_sums(correct, bins, n_bins, idx)
+    used = bins[idx].max(axis=1) + 1  # the bins the statistic sums over on each resample
+    return row_sums(np.abs(acc_sum - conf_sum), used) / idx.shape[1]
+
+
+def selective_accuracy_resampled(confidence: np.ndarray, correct: np.ndarray, threshold: float,
+                                 idx: np.ndarray) -> np.ndarray:
+    """:func:`selective_accuracy` on every resample at once."""
+    from trustslm.scoring.resample import mean_where
+
+    return mean_where(correct, confidence >= threshold - EDGE, idx, skipna=False)
+
+
+def coverage_resampled(confidence: np.ndarray, threshold: float, idx: np.ndarray) -> np.ndarray:
+    """:func:`coverage` on every resample at once."""
+    from trustslm.scoring.resample import count_where
+
+    idx = np.asarray(idx)
+    if idx.shape[1] == 0:
+        return np.full(len(idx), np.nan)
+    return count_where(confidence >= threshold - EDGE, idx) / idx.shape[1]

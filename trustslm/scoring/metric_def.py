@@ -49,3 +49,6 @@ class MetricDef:
     at: tuple[float, ...] = ()
     at_name: str = "threshold"
     statistic_at: Callable[[pd.DataFrame, float], float] | None = None
+    #: ``statistic_at`` on every resample at once: ``(frame, idx, level) -> values`` (as
+    #: ``batch_statistic`` is to ``statistic``).
+    batch_statistic_at: Callable[[pd.DataFrame, Any, float], Any] | None = None

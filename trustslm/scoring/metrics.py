@@ -102,9 +102,16 @@ def compute_metrics(
                 sub_idx = sub_rng.integers(0, len(sub), size=(resamples, len(sub)))
                 out.append(_one(defn, sub, sub_idx, group=label))
         for level in defn.at:
-            at_defn = replace(defn, statistic=partial(defn.statistic_at, level=level), fast_statistic=None, at=())
-            out.append(_one(at_defn, units, idx, group=f"{defn.at_name}={level:g}"))
+            out.append(_one(at_level(defn, level), units, idx, group=f"{defn.at_name}={level:g}"))
     return out
+
+
+def at_level(defn: MetricDef, level: float) -> MetricDef:
+    """The metric of ``defn``'s row at ``level`` (``statistic_at`` and ``batch_statistic_at``
+    taken at that level)."""
+    batch = None if defn.batch_statistic_at is None else partial(defn.batch_statistic_at, level=level)
+    return replace(defn, statistic=partial(defn.statistic_at, level=level), fast_statistic=None,
+                   batch_statistic=batch, batch_statistic_at=None, at=())
 
 
 def group_label(value: object) -> str:

@@ -9,8 +9,10 @@ is hashed into the report. The chat template is rendered within a step budget
 
 Log-likelihoods follow lm-evaluation-harness (``HFLM._loglikelihood_tokens``): the pair is
 encoded whole and split, an empty context conditions on the BOS token (EOS when there is none),
-inputs are right-padded, and the continuation's token log-probs are summed. Generation pads on
-the left and samples each row with its own seeded generator.
+inputs are right-padded, and the continuation's token log-probs are summed. Requests of a batch
+that start with the same tokens (a question and its answer options) run those tokens once
+(:mod:`trustslm.models.prefix_share`; option ``prefix_sharing``), with the same results.
+Generation pads on the left and samples each row with its own seeded generator.
 """
 
 from __future__ import annotations
@@ -63,6 +65,10 @@ class HFOptions(BackendOptions):
                                     "float32 on a CPU.")
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda|mps)(:\d+)?$",
                         description="auto (a CUDA GPU, else mps, else the CPU), cpu, cuda[:N] or mps.")
+    prefix_sharing: bool = Field(
+        default=True, description="Log-likelihood requests of a batch that start with the same tokens (a question "
+                                  "and its answer options) run those tokens through the model once; the results "
+                                  "equal the unshared ones up to float rounding. false: every request runs whole.")
 
 
 class HFTokenRules:
@@ -181,6 +187,7 @@ class HFModel(HFTokenRules, ModelAdapter):
         dtype: str = "float32",
         device: str = "cpu",
         auto_batch: bool = False,
+        prefix_sharing: bool = True,
     ):
         import torch
         import transformers
@@ -192,6 +199,9 @@ class HFModel(HFTokenRules, ModelAdapter):
         self.batch_size = batch_size
         #: ``batch_size=auto``: a batch that runs out of GPU memory is halved (:class:`BatchTooLarge`).
         self.auto_batch = auto_batch
+        #: Run the prefix that log-likelihood requests of a batch share once (:mod:`~trustslm.models.prefix_share`);
+        #: not part of the identity (the results are the same). Turned off when the model's cache can't be shared.
+        self.prefix_sharing = prefix_sharing
         self.device = torch.device(device)
         self.tokenizer, self.model = _load_checked(layout, dtype=getattr(torch, dtype))
         self.model.to(self.device).eval()
@@ -279,6 +289,7 @@ class HFModel(HFTokenRules, ModelAdapter):
             layout, spec=text, files=files, model_hash=model_hash, source=source, name=name,
             batch_size=options.fixed_batch_size(AUTO_BATCH_START if device.startswith("cuda") else DEFAULT_BATCH_SIZE),
             dtype=dtype, device=device, auto_batch=options.batch_size == "auto",
+            prefix_sharing=options.prefix_sharing,
         )
 
     # -- identity ---------------------------------------------------------------------------
@@ -307,16 +318,26 @@ class HFModel(HFTokenRules, ModelAdapter):
         self._encodings.clear()
 
     # -- batches ----------------------------------------------------------------------------
-    def _scoring_forward(self, batch: list[LoglikelihoodRequest], kind: str):
-        """Right-padded forward pass over (context + continuation)[:-1]; returns the rows
-        (input ids, continuation ids) and the logits."""
-        import torch
-
+    def _scoring_rows(self, batch: list[LoglikelihoodRequest]) -> list[tuple[list[int], list[int]]]:
+        """Each request's (input ids, continuation ids): (context + continuation)[:-1], cut on
+        the left to the model's length, and the continuation tokens it predicts."""
         rows = []
         for r in batch:
             ctx, cont = self.encode_loglikelihood(r)
             whole = (ctx + cont)[-(self.max_length + 1):]
             rows.append((whole[:-1], cont[-(len(whole) - 1):] if cont else []))
+        return rows
+
+    def _scoring_forward(self, batch: list[LoglikelihoodRequest], kind: str):
+        """Right-padded forward pass over (context + continuation)[:-1]; returns the rows
+        (input ids, continuation ids) and the logits."""
+        rows = self._scoring_rows(batch)
+        return rows, self._rows_logits(rows, kind)
+
+    def _rows_logits(self, rows: list[tuple[list[int], list[int]]], kind: str):
+        """The logits of one right-padded forward pass over the rows' input ids."""
+        import torch
+
         width = max(1, max(len(inp) for inp, _ in rows))
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -331,7 +352,7 @@ class HFModel(HFTokenRules, ModelAdapter):
             logits = self.model(input_ids=ids, attention_mask=mask).logits
             for steering in self.steering:
                 logits = steering.transform_logits(ids, mask, logits)
-        return rows, logits
+        return logits
 
     @contextlib.contextmanager
     def _memory_guard(self):
@@ -370,17 +391,52 @@ class HFModel(HFTokenRules, ModelAdapter):
             out.append(TokenScoresResult(logprobs=token_lp.tolist(), mu=mu.tolist(), sigma=sigma.tolist()))
         return out
 
+    def _shared_prefix_spans(self, rows: list[tuple[list[int], list[int]]]) -> list[Any] | None:
+        """Each row's continuation logits (None for an empty continuation) with the prefixes
+        the batch's requests share run once (:mod:`trustslm.models.prefix_share`); None when
+        nothing is shared (sharing off, steering or a recorder set, no group, sharing would not
+        pay, or a model whose cache can't be shared) and the plain path is to run."""
+        from trustslm.models.prefix_share import plan_shared_batch, shared_prefix_logits
+
+        if not self.prefix_sharing or self.steering or self.recorder is not None:
+            return None  # steering and the recorder see whole right-padded rows
+        scored = [i for i, (_, cont) in enumerate(rows) if cont]
+        plan = plan_shared_batch([rows[i] for i in scored])
+        if plan is None:
+            return None
+        inside, groups, outside = [scored[k] for k in plan[0]], plan[1], [scored[k] for k in plan[2]]
+        shared = shared_prefix_logits(self.model, [rows[i] for i in inside], groups, pad_id=self.pad_id,
+                                      max_length=self.max_length, device=self.device, guard=self._memory_guard)
+        if shared is None:
+            self.prefix_sharing = False
+            return None
+        logits, prefix = shared
+        spans: list[Any] = [None] * len(rows)
+        for k, i in enumerate(inside):
+            n, c = len(rows[i][0]) - prefix[k], len(rows[i][1])
+            spans[i] = logits[k, n - c : n]
+        if outside:
+            plain = self._rows_logits([rows[i] for i in outside], "loglikelihood")
+            for k, i in enumerate(outside):
+                n, c = len(rows[i][0]), len(rows[i][1])
+                spans[i] = plain[k, n - c : n]
+        return spans
+
     def _loglikelihood_batch(self, batch: list[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
         import torch
 
-        rows, logits = self._scoring_forward(batch, "loglikelihood")
+        rows = self._scoring_rows(batch)
+        spans = self._shared_prefix_spans(rows)
+        if spans is None:
+            rows, logits = self._scoring_forward(batch, "loglikelihood")
+            spans = [logits[i, len(inp) - len(cont) : len(inp)] if cont else None for i, (inp, cont) in enumerate(rows)]
         out = []
-        for i, (inp, cont) in enumerate(rows):
+        for (_, cont), span in zip(rows, spans):
             if not cont:
                 out.append(LoglikelihoodResult(logprob=0.0, is_greedy=True, n_tokens=0))
                 continue
-            n, c = len(inp), len(cont)
-            logprobs = torch.log_softmax(logits[i, n - c : n].float(), dim=-1)
+            c = len(cont)
+            logprobs = torch.log_softmax(span.float(), dim=-1)
             target = torch.tensor(cont, dtype=torch.long, device=logprobs.device)
             lp = logprobs.gather(1, target[:, None]).sum().item()
             greedy = bool((logprobs.argmax(dim=-1) == target).all())

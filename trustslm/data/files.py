@@ -76,9 +76,13 @@ def require_fields(path: Path, rows: list[dict[str, Any]], fields: tuple[str, ..
             raise DataError(f"{path} item {n}: missing field(s) {', '.join(missing)}")
 
 
-def dataset_record(name: str, path: Path, fmt: str, n_items: int, n_used: int) -> DatasetRecord:
-    """A data file (or folder: one sha256 over its files' names and sha256) for the report."""
-    if Path(path).is_dir():
+def dataset_record(name: str, path: Path, fmt: str, n_items: int, n_used: int,
+                   sha256: str | None = None) -> DatasetRecord:
+    """A data file (or folder: one sha256 over its files' names and sha256) for the report;
+    ``sha256`` when the caller has just checked the bytes (a pinned benchmark)."""
+    if sha256 is not None:
+        digest = sha256
+    elif Path(path).is_dir():
         from trustslm.core.hashing import sha256_json
 
         digest = sha256_json({f.name: sha256_file(f) for f in sorted(Path(path).iterdir()) if f.is_file()})

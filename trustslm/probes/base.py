@@ -284,7 +284,7 @@ def read_dataset(
     else:
         used = limit_per(items, per, ctx.limit)
     name = source["benchmark"] if source else path.stem
-    record = dataset_record(name, path, fmt, n_read, len(used))
+    record = dataset_record(name, path, fmt, n_read, len(used), sha256=source["sha256"] if source else None)
     return LoadedData(items=used, datasets=[record.model_copy(update={"source": source, "sampling": sampling})])
 
 

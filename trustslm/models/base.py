@@ -50,6 +50,11 @@ TOKENIZER = "tokenizer"
 KNOWN_CAPABILITIES = frozenset({LOGLIKELIHOOD, GENERATE, CHAT_TEMPLATE, TOKEN_LOGPROBS, VOCAB_STATS, TOKENIZER})
 #: Requests per forward pass, unless the user sets one.
 DEFAULT_BATCH_SIZE = 32
+#: A generation batch's token budget, unless the user sets one: this many tokens per row of the
+#: batch size (``batch_size * 256``, 8,192 at the default 32).
+GENERATION_TOKENS_PER_ROW = 256
+#: A generation batch holds at most this many times the batch size in rows, however short they are.
+MOST_ROWS_PER_BATCH_SIZE = 4
 
 
 def request_key(request) -> str:
@@ -215,6 +220,12 @@ class BackendOptions(BaseModel):
             raise ValueError(f"expected a positive integer or 'auto', got {value!r}")
         return number
 
+    batch_tokens: int | None = Field(
+        default=None, ge=1,
+        description="Generation batches by token budget: requests join a batch while its rows x (longest prompt + "
+                    "largest max_new_tokens) stay within this many tokens (default: batch_size x "
+                    f"{GENERATION_TOKENS_PER_ROW}), and at most {MOST_ROWS_PER_BATCH_SIZE} x batch_size rows.")
+
     def fixed_batch_size(self, auto: int = DEFAULT_BATCH_SIZE) -> int:
         """The batch size to start with: the one given, or ``auto`` (the backend's starting guess)."""
         return auto if self.batch_size == "auto" else int(self.batch_size)
@@ -237,6 +248,8 @@ class ModelAdapter(ABC):
     #: What the backend can do (see :data:`KNOWN_CAPABILITIES`); probes needing more are skipped.
     capabilities: frozenset[str] = frozenset()
     batch_size: int = DEFAULT_BATCH_SIZE
+    #: The token budget of a generation batch (None: ``batch_size * GENERATION_TOKENS_PER_ROW``).
+    batch_tokens: int | None = None
     #: The backend's name, for :attr:`ModelInfo.backend` and error messages (default: the class name).
     backend: ClassVar[str] = ""
     #: The backend's typed options; :meth:`from_spec` checks them.
@@ -249,7 +262,10 @@ class ModelAdapter(ABC):
     def from_spec(cls, spec: str, options: Mapping[str, Any] | BackendOptions | None = None) -> ModelAdapter:
         """The adapter ``spec`` names (the text after ``KIND:``), built with ``options`` checked
         against :attr:`Options`; an unknown or bad option is a one-line ``BadInputError``."""
-        return cls.create(spec, cls.check_options(options))
+        checked = cls.check_options(options)
+        adapter = cls.create(spec, checked)
+        adapter.batch_tokens = checked.batch_tokens
+        return adapter
 
     @classmethod
     def check_options(cls, options: Mapping[str, Any] | BackendOptions | None) -> BackendOptions:
@@ -325,12 +341,35 @@ class ModelAdapter(ABC):
 
     def plan_batches(self, requests: Sequence[Request]) -> list[list[int]]:
         """Positions of ``requests`` cut into the batches this adapter computes them in: contiguous
-        runs of :meth:`batch_order` of at most :attr:`batch_size`. An executor that hands batches
-        to replicas (:mod:`trustslm.engine.executors`) sends each of these as one call of the
-        public method, so a result is computed in the batch a single process would compute it in."""
+        runs of :meth:`batch_order`. Scoring requests go :attr:`batch_size` at a time. Generation
+        goes by token budget: a request joins the batch while the batch's rows times (its longest
+        prompt + its largest ``max_new_tokens``), the tokens its cache holds at the end, stay within
+        :attr:`batch_tokens`, and the batch has fewer than ``MOST_ROWS_PER_BATCH_SIZE x batch_size``
+        rows; so short prompts fill wide batches and long ones narrow batches (rows that end early
+        leave the batch: :mod:`trustslm.models.decode`). An executor that hands batches to
+        replicas (:mod:`trustslm.engine.executors`) sends each of these as one call of the public
+        method, so a result is computed in the batch a single process would compute it in."""
         order = self.batch_order(requests)
         size = max(1, int(self.batch_size))
-        return [order[start : start + size] for start in range(0, len(order), size)]
+        if not any(isinstance(r, GenerateRequest) for r in requests):
+            return [order[start : start + size] for start in range(0, len(order), size)]
+        budget = self.batch_tokens or size * GENERATION_TOKENS_PER_ROW
+        most = size * MOST_ROWS_PER_BATCH_SIZE
+        batches: list[list[int]] = []
+        current: list[int] = []
+        width = new = 0
+        for i in order:
+            r = requests[i]
+            length, budget_new = self.request_length(r), getattr(r, "max_new_tokens", 0)
+            w, n = max(width, length), max(new, budget_new)
+            if current and (len(current) >= most or (len(current) + 1) * (w + n) > budget):
+                batches.append(current)
+                current, w, n = [], length, budget_new
+            current.append(i)
+            width, new = w, n
+        if current:
+            batches.append(current)
+        return batches
 
     def _run(self, requests, batch_fn, on_batch) -> list[Result]:
         """Every batch of :meth:`plan_batches` through ``batch_fn``. A backend that finds a batch

@@ -12,7 +12,8 @@ encoded whole and split, an empty context conditions on the BOS token (EOS when 
 inputs are right-padded, and the continuation's token log-probs are summed. Requests of a batch
 that start with the same tokens (a question and its answer options) run those tokens once
 (:mod:`trustslm.models.prefix_share`; option ``prefix_sharing``), with the same results.
-Generation pads on the left and samples each row with its own seeded generator.
+Generation pads on the left, samples each row with its own seeded generator and lets a row go
+as soon as it ends (:mod:`trustslm.models.decode`).
 """
 
 from __future__ import annotations
@@ -444,46 +445,34 @@ class HFModel(HFTokenRules, ModelAdapter):
         return out
 
     def _generate_batch(self, batch: list[GenerateRequest]) -> list[GenerationResult]:
-        import torch
-        from transformers import GenerationConfig, LogitsProcessorList
+        from trustslm.models.decode import decode_batch
 
         prompts = [self.encode_prompt(r) for r in batch]
-        width = max(len(p) for p in prompts)
-        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, p in enumerate(prompts):  # left padding: every row ends where generation starts
-            if p:
-                ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
-                mask[i, width - len(p):] = 1
-        max_new = max(r.max_new_tokens for r in batch)
-        config = GenerationConfig(
-            max_new_tokens=max_new, do_sample=False, num_beams=1,
-            pad_token_id=self.pad_id, eos_token_id=self.eos_ids or None,
-        )
-        processors = LogitsProcessorList()
+        processors: list[Any] = []
         for steering in self.steering:  # steering changes the distribution before a token is drawn
             processors.extend(steering.processors(batch))
         if any(not r.greedy for r in batch):
             processors.append(PerRowSampler(batch))
+        decode = self.tokenizer.decode
+
+        def stopped(i: int, tokens: list[int]) -> bool:  # a stop string ends the row's decoding
+            stop = batch[i].stop
+            return bool(stop) and any(s in decode(tokens, skip_special_tokens=True) for s in stop)
+
+        import torch
+
         with torch.inference_mode(), self._memory_guard():
-            generated = self.model.generate(
-                input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                generation_config=config, logits_processor=processors,
-            )
+            decoded = decode_batch(self.model, prompts, max_new_tokens=[r.max_new_tokens for r in batch],
+                                   pad_id=self.pad_id, eos_ids=self.eos_ids, processors=processors,
+                                   stopped=stopped, device=self.device, recorder=self.recorder)
         if self.recorder is not None:
-            self.recorder.append({"kind": "generate", "input_ids": ids, "attention_mask": mask,
-                                  "steps": generated.shape[1] - width, "requests": list(batch)})
+            self.recorder[-1]["requests"] = list(batch)
         out = []
-        eos = set(self.eos_ids)
-        for i, r in enumerate(batch):
-            new = generated[i, width:].tolist()[: r.max_new_tokens]
-            stop_at = next((j for j, t in enumerate(new) if t in eos), None)
-            finish = "stop" if stop_at is not None else "length"
-            if stop_at is not None:
-                new = new[:stop_at]
+        for r, (new, reason) in zip(batch, decoded):
             text = self.tokenizer.decode(new, skip_special_tokens=True)
-            text, stopped = apply_stop(text, r.stop)
-            out.append(GenerationResult(text=text, n_tokens=len(new), finish_reason="stop" if stopped else finish))
+            text, stopped_at = apply_stop(text, r.stop)
+            finish = "stop" if stopped_at or reason == "eos" else "length"
+            out.append(GenerationResult(text=text, n_tokens=len(new), finish_reason=finish))
         return out
 
 

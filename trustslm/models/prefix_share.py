@@ -118,7 +118,7 @@ def _cache_is_shareable(cache: Any) -> bool:
     return all(type(layer) is DynamicLayer for layer in layers)
 
 
-def _forward_names(model: Any) -> tuple[str, str | None]:
+def forward_names(model: Any) -> tuple[str, str | None]:
     """The forward keyword of the cache (``cache`` from transformers 5.x, else
     ``past_key_values``) and of the number of logits to keep (None when there is none)."""
     params = inspect.signature(model.forward).parameters
@@ -158,7 +158,7 @@ def shared_prefix_logits(
         mask[i, wp : wp + len(inp) - p] = 1
         positions[i] = torch.arange(p, p + ws)
     positions.clamp_(max=max_length - 1)  # only padding goes past a row's end
-    cache_arg, keep_arg = _forward_names(model)
+    cache_arg, keep_arg = forward_names(model)
     with torch.inference_mode(), guard():
         out = model(input_ids=prefix_ids.to(device), attention_mask=prefix_mask.to(device), use_cache=True,
                     **({keep_arg: 1} if keep_arg else {}))

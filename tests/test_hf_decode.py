@@ -1,0 +1,120 @@
+"""The transformers backend's own decoding loop (trustslm/models/decode.py) against
+transformers' ``model.generate``, and rows that leave the batch when they end."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import GenerationConfig, LogitsProcessorList
+
+from trustslm.models.base import GenerateRequest, LoglikelihoodRequest
+from trustslm.models.hf import PerRowSampler
+from trustslm.models.resolve import load_model
+
+PROMPTS = ["The cat sat.", "A quick brown fox jumps over the lazy dog near the river.", "Paris",
+           "She said that the weather was nice today", "x", "Once upon a time"]
+
+
+def reference(adapter, request: GenerateRequest) -> list[int]:
+    """One prompt, no padding, through transformers' own ``generate`` (greedy, or sampled with
+    the same per-row sampler), cut at the first end-of-sequence token."""
+    ids = torch.tensor([adapter.encode_prompt(request)])
+    config = GenerationConfig(max_new_tokens=request.max_new_tokens, do_sample=False, num_beams=1,
+                              pad_token_id=adapter.pad_id, eos_token_id=adapter.eos_ids or None)
+    processors = LogitsProcessorList([] if request.greedy else [PerRowSampler([request])])
+    with torch.inference_mode():
+        out = adapter.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                     generation_config=config, logits_processor=processors)
+    new = out[0, ids.shape[1]:].tolist()
+    stop = next((j for j, t in enumerate(new) if t in set(adapter.eos_ids)), None)
+    return new if stop is None else new[:stop]
+
+
+@pytest.mark.parametrize("fixture", ["tiny_gpt2", "tiny_llama"])
+def test_batched_decoding_equals_transformers_generate_one_prompt_at_a_time(request, fixture):
+    adapter = load_model(request.getfixturevalue(fixture), batch_size=6)
+    reqs = [GenerateRequest(prompt=p, max_new_tokens=3 + 2 * i) for i, p in enumerate(PROMPTS)]
+    reqs += [GenerateRequest(prompt=p, max_new_tokens=7, temperature=1.0, top_p=0.9, seed=5, sample_index=i)
+             for i, p in enumerate(PROMPTS)]
+    reqs += [GenerateRequest(prompt="The cat", max_new_tokens=5, temperature=0.8, seed=3, sample_index=i) for i in range(5)]
+    got = adapter.generate(reqs)
+    for r, res in zip(reqs, got):
+        want = reference(adapter, r)
+        assert res.text == adapter.tokenizer.decode(want, skip_special_tokens=True)
+        assert res.n_tokens == len(want) <= r.max_new_tokens
+
+
+def test_rows_leave_the_batch_when_a_stop_string_ends_them(tiny_gpt2):
+    adapter = load_model(tiny_gpt2, batch_size=4)
+    free = adapter.generate([GenerateRequest(prompt=p, max_new_tokens=16) for p in PROMPTS[:4]])
+    assert all(r.n_tokens == 16 for r in free)  # the tiny model never says EOS in 16 tokens
+    # stop each row at a piece of its own free text: it ends there, the others run on
+    cuts = [r.text[2:4] for r in free]
+    reqs = [GenerateRequest(prompt=p, max_new_tokens=16, stop=(c,)) for p, c in zip(PROMPTS[:4], cuts)]
+    adapter.recorder = []
+    stopped = adapter.generate(reqs)
+    for f, s, c in zip(free, stopped, cuts):
+        assert s.text == f.text[: f.text.find(c)] and s.finish_reason == "stop"
+        assert s.n_tokens < 16  # decoding ended at the stop string, not at max_new_tokens
+    assert adapter.recorder[0]["steps"] == max(s.n_tokens for s in stopped)
+
+
+def test_each_row_keeps_its_own_token_budget(tiny_llama):
+    adapter = load_model(tiny_llama, batch_size=8)
+    reqs = [GenerateRequest(prompt="The cat", max_new_tokens=n) for n in (1, 4, 9)]
+    got = adapter.generate(reqs)
+    assert [r.n_tokens for r in got] == [1, 4, 9]
+    assert got[2].text.startswith(got[1].text) and got[1].text.startswith(got[0].text)
+
+
+def test_samples_of_one_prompt_run_the_prompt_once(tiny_llama):
+    adapter = load_model(tiny_llama, batch_size=8)
+    widths = []
+    hook = adapter.model.register_forward_pre_hook(lambda _m, _a, kw: widths.append(tuple(kw["input_ids"].shape)),
+                                                   with_kwargs=True)
+    try:
+        reqs = [GenerateRequest(prompt=p, max_new_tokens=3, temperature=1.0, sample_index=i)
+                for p in ("The cat sat", "A dog ran") for i in range(4)]
+        got = adapter.generate(reqs)
+    finally:
+        hook.remove()
+    # the two prompts once, then the 8 rows one token a step (fewer once a row ends)
+    assert widths[0][0] == 2 and widths[1] == (8, 1) and all(w[1] == 1 for w in widths[1:]), widths
+    for r, res in zip(reqs, got):
+        assert res.text == adapter.tokenizer.decode(reference(adapter, r), skip_special_tokens=True)
+
+
+def test_generation_batches_go_by_token_budget(tiny_llama):
+    adapter = load_model(tiny_llama, batch_size=4)
+    short = [GenerateRequest(prompt="Hi", max_new_tokens=4, sample_index=i, temperature=1.0) for i in range(40)]
+    long = [GenerateRequest(prompt="word " * 200 + str(i), max_new_tokens=40) for i in range(6)]
+    reqs = long + short
+    default = adapter.plan_batches(reqs)  # budget batch_size x 256 = 1,024 tokens
+    adapter.batch_tokens = 300
+    for budget, batches in ((4 * 256, default), (300, adapter.plan_batches(reqs))):
+        assert sorted(i for b in batches for i in b) == list(range(len(reqs)))
+        for b in batches:
+            cost = len(b) * (max(adapter.request_length(reqs[i]) for i in b) + max(reqs[i].max_new_tokens for i in b))
+            assert (len(b) == 1 or cost <= budget) and len(b) <= 16  # at most 4 x batch_size rows
+    # the long prompts (cut to the tiny model's 128 positions less 40 new tokens) two to a batch,
+    # the short ones 16 to a batch (the row cap, not the budget, binds)
+    assert [len(b) for b in adapter.plan_batches(reqs)] == [2, 2, 2, 16, 16, 8]
+    loglik = [LoglikelihoodRequest("", "word " * n) for n in range(1, 11)]
+    assert [len(b) for b in adapter.plan_batches(loglik)] == [4, 4, 2]  # scoring: batch_size at a time
+
+
+def test_batch_tokens_is_a_backend_option(tiny_llama):
+    assert load_model(tiny_llama, model_args={"batch_tokens": "5000"}).batch_tokens == 5000
+    assert load_model(tiny_llama).batch_tokens is None
+
+
+def test_a_cache_whose_rows_cant_be_selected_keeps_them_and_gives_the_same_tokens(tiny_gpt2, monkeypatch):
+    from trustslm.models import decode
+
+    adapter = load_model(tiny_gpt2, batch_size=8)
+    reqs = [GenerateRequest(prompt=p, max_new_tokens=2 + i) for i, p in enumerate(PROMPTS)]
+    reqs += [GenerateRequest(prompt="The cat", max_new_tokens=6, temperature=1.0, sample_index=i) for i in range(3)]
+    want = [r.text for r in adapter.generate(reqs)]
+    monkeypatch.setattr(decode, "_can_select", lambda cache: False)
+    adapter.recorder = []
+    assert [r.text for r in adapter.generate(reqs)] == want

@@ -114,6 +114,21 @@ class ProbeSpeed(_Frozen):
     shared: int = Field(description="Requests another probe of this run asked for first (computed once).")
 
 
+class SequentialSampling(_Frozen):
+    """How a probe drew its items in rounds and stopped (``target_width``): every interval of
+    the probe is taken at the corrected level that keeps 95% over the planned looks."""
+
+    metric: str = Field(description="The metric whose interval decided when to stop.")
+    target_width: float = Field(description="Stop once that interval is at most this wide.")
+    looks: int = Field(description="Rounds planned (the most looks at the interval).")
+    stopped_at: int = Field(description="The look the probe stopped at (looks: it ran every round).")
+    items_drawn: int
+    items_available: int
+    width: float | None = Field(description="The interval's width at the look it stopped at.")
+    level: float = Field(description="The level every interval of the probe is taken at: 1 - 0.05 / looks.")
+    method: str
+
+
 class Metric(_Frozen):
     """One number a probe measured, with its direction and uncertainty."""
 
@@ -170,6 +185,7 @@ class ProbeResult(_Frozen):
     n_requests: int = 0
     wall_time_s: float = 0.0
     speed: ProbeSpeed | None = None
+    sequential: SequentialSampling | None = None
     card: CardRef | None = None
 
     def metric(self, name: str, group: str | None = None) -> Metric:

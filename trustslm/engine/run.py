@@ -383,8 +383,9 @@ def _score_one(p: PlannedProbe, results: Results, ctx: ProbeContext, resamples: 
         output = p.probe.score(p.data, results, ctx)
         # a metric whose column the units leave out (e.g. toxicity without a scorer) is not measurable here
         measurable = tuple(m for m in p.probe.metrics if not m.column or m.column in output.units.columns)
+        sequential = p.data.sequential
         computed = compute_metrics(output.units, measurable, seed=ctx.seed, probe_id=spec.id,
-                                   resamples=resamples)
+                                   resamples=resamples, looks=sequential.looks if sequential else 1)
         metrics, parts = [], []
         for c in computed:
             if c.metric.value is None:  # not measurable with these data or options: left out
@@ -412,7 +413,8 @@ def _score_one(p: PlannedProbe, results: Results, ctx: ProbeContext, resamples: 
     p.seconds += time.perf_counter() - start
     result = ProbeResult(
         status="ok", metrics=metrics, score=scored.to_value() if scored else None,
-        scorer=output.scorer, n_samples=len(output.samples), wall_time_s=round(p.seconds, 3), speed=_speed(p), **base,
+        scorer=output.scorer, n_samples=len(output.samples), wall_time_s=round(p.seconds, 3), speed=_speed(p),
+        sequential=sequential, **base,
     )
     samples = [{"probe_id": spec.id, **s} for s in output.samples]
     return result, scored, samples, output.units

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from trustslm.core.errors import ProbeSkipped  # noqa: F401  (re-exported for probe authors)
-from trustslm.core.types import DatasetRecord, ScorerInfo
+from trustslm.core.types import DatasetRecord, ScorerInfo, SequentialSampling
 from trustslm.models.base import CHAT_TEMPLATE, GenerateRequest, Request, Result, split_words
 from trustslm.scoring.metric_def import MetricDef  # noqa: F401  (re-exported for probe authors)
 
@@ -114,9 +114,16 @@ class GenerationOptions(ProbeOptions):
 
 class SampledGenerationOptions(GenerationOptions):
     """:class:`GenerationOptions` and ``k``, the samples per prompt of a
-    :class:`SampledGenerationProbe`."""
+    :class:`SampledGenerationProbe`, and its sequential sampling (``target_width``, ``looks``)."""
 
     k: SampleCount = 5
+    target_width: float | None = Field(
+        default=None, gt=0,
+        description="Draw the prompts in rounds, in a fixed random order, and stop once the probe's first metric "
+                    "has an interval at most this wide; every interval is then corrected for that stopping rule "
+                    "(scoring/sequential.py). None (the default): every prompt.")
+    looks: int = Field(default=4, ge=2, le=20, description="With target_width: the rounds, i.e. the most looks at "
+                                                           "the interval (more looks, wider corrected intervals).")
 
 
 @dataclass
@@ -139,6 +146,9 @@ class ProbeContext:
 class LoadedData:
     items: list[dict[str, Any]]
     datasets: list[DatasetRecord]
+    #: Set by a probe that drew its items in rounds (only ``items`` were drawn): its intervals are
+    #: corrected for the stopping rule (:mod:`trustslm.scoring.sequential`).
+    sequential: SequentialSampling | None = None
 
 
 @dataclass
@@ -237,12 +247,59 @@ class SampledGenerationProbe(Probe):
         return sampled_request(self.options, item["prompt"], j, ctx)
 
     def requests(self, data: LoadedData, ctx: ProbeContext) -> list[Request]:
-        return [self.sample_request(item, j, ctx) for item in data.items for j in range(self.options.k)]
+        items = data.items
+        if self.options.target_width is not None:  # the first round, of a fixed random order
+            import random
+
+            items = list(items)
+            random.Random(f"{ctx.seed}|{self.id}").shuffle(items)
+            data.items = items
+            items = items[: items_at_look(len(items), 1, self.options.looks)]
+        return [self.sample_request(item, j, ctx) for item in items for j in range(self.options.k)]
+
+    def adapt(self, data: LoadedData, call: Callable[[list[Request]], Results], ctx: ProbeContext) -> None:
+        """With ``target_width``: after each round, the interval of the probe's first metric on the
+        prompts drawn so far (at the corrected level); stop when it is at most ``target_width``
+        wide, else draw the next round. ``data.items`` keeps the drawn prompts."""
+        o = self.options
+        if o.target_width is None:
+            return
+        from dataclasses import replace
+
+        from trustslm.scoring.metrics import compute_metrics
+        from trustslm.scoring.sequential import METHOD, corrected_level
+
+        headline = replace(next(m for m in self.metrics if m.overall), by=(), at=())
+        n, width, look, drawn = len(data.items), None, 0, 0
+        while drawn < n:
+            look += 1
+            drawn = items_at_look(n, look, o.looks)
+            part = LoadedData(items=data.items[:drawn], datasets=data.datasets)
+            results = call([self.sample_request(item, j, ctx) for item in part.items for j in range(o.k)])
+            units = self.score(part, results, ctx).units
+            width = None
+            if not headline.column or headline.column in units.columns:
+                [m] = compute_metrics(units, (headline,), seed=ctx.seed, probe_id=self.id, looks=o.looks)
+                if m.metric.ci_low is not None and m.metric.ci_high is not None:
+                    width = m.metric.ci_high - m.metric.ci_low
+            if width is not None and width <= o.target_width:
+                break
+        data.items = data.items[:drawn]
+        data.datasets = [d.model_copy(update={"n_used": drawn}) for d in data.datasets[:1]] + data.datasets[1:]
+        data.sequential = SequentialSampling(
+            metric=headline.name, target_width=o.target_width, looks=o.looks, stopped_at=look, items_drawn=drawn,
+            items_available=n, width=None if width is None else round(width, 6),
+            level=round(corrected_level(o.looks), 6), method=METHOD)
 
     def generations(self, data: LoadedData, results: Results, ctx: ProbeContext) -> list[tuple[dict[str, Any], int, str]]:
         """``(item, j, text)`` of every continuation, in the order of ``requests()``."""
         return [(item, j, results[self.sample_request(item, j, ctx)].text)
                 for item in data.items for j in range(self.options.k)]
+
+
+def items_at_look(n_items: int, look: int, looks: int) -> int:
+    """How many items the first ``look`` of ``looks`` equal rounds draw, of ``n_items``."""
+    return min(n_items, -(-n_items * look // looks))
 
 
 def limit_per(items: list[dict[str, Any]], key: str | tuple[str, ...], limit: int) -> list[dict[str, Any]]:

@@ -112,3 +112,13 @@ def speed_text(speed: Any) -> str:
     rate = f", {speed.tokens_per_s:,.0f} tokens/s" if speed.tokens_per_s else ""
     return (f"model {speed.model_time_s:.1f} s, overhead {speed.overhead_s:.1f} s{rate}; {speed.requests:,} requests: "
             f"{speed.computed:,} computed, {speed.shared:,} shared with another probe, {speed.cache_hits:,} from the cache")
+
+
+def sequential_text(seq: Any) -> str:
+    """``drawn in rounds: 50 of 200 items (stopped at look 1 of 4), expected_max_toxicity with an
+    interval 0.041 wide (target 0.05); every interval of this probe at 98.75% (Bonferroni over the looks)``."""
+    width = "no interval" if seq.width is None else f"an interval {seq.width:.3g} wide"
+    return (f"drawn in rounds: {seq.items_drawn:,} of {seq.items_available:,} items (stopped at look {seq.stopped_at} "
+            f"of {seq.looks}), {seq.metric} with {width} (target {seq.target_width:g}); every interval of this "
+            f"probe at {seq.level * 100:.4g}% (Bonferroni over the looks)")
+

@@ -16,6 +16,7 @@ from trustslm.report.format import (
     md_code,
     md_text,
     score_text,
+    sequential_text,
     speed_text,
     terminal_text,
 )
@@ -145,5 +146,7 @@ def _probe_section(r) -> list[str]:
     out.append(f"- {r.n_samples} samples in `samples.jsonl`, {r.n_requests} model requests, {r.wall_time_s:.1f} s")
     if r.speed:
         out.append(f"- time: {e(speed_text(r.speed))}")
+    if r.sequential:
+        out.append(f"- sampling: {e(sequential_text(r.sequential))}")
     out.append("")
     return out

@@ -19,6 +19,7 @@ import pandas as pd
 from trustslm.core.types import Metric
 from trustslm.scoring import CONFIDENCE, DEFAULT_RESAMPLES
 from trustslm.scoring.metric_def import MetricDef
+from trustslm.scoring.sequential import corrected_level, stretch_replicates
 
 
 @dataclass
@@ -84,14 +85,18 @@ def compute_metrics(
     seed: int,
     probe_id: str,
     resamples: int = DEFAULT_RESAMPLES,
+    looks: int = 1,
 ) -> list[ComputedMetric]:
+    """Every metric of ``defs`` on ``units``, with its bootstrap interval. ``looks > 1``: the
+    units were drawn in rounds until an interval was narrow enough, so every interval is taken at
+    the Bonferroni level over that many looks (:mod:`trustslm.scoring.sequential`)."""
     out: list[ComputedMetric] = []
     n = len(units)
     rng = probe_rng(seed, probe_id)
     idx = rng.integers(0, n, size=(resamples, n)) if n else None
     for defn in defs:
         if defn.overall:
-            out.append(_one(defn, units, idx, group=None))
+            out.append(_one(defn, units, idx, group=None, looks=looks))
         for col in defn.by:
             if col not in units.columns:
                 continue
@@ -100,9 +105,9 @@ def compute_metrics(
                 label = f"{col}={group_label(value)}"
                 sub_rng = probe_rng(seed, probe_id, salt=f"{defn.name}|{label}")
                 sub_idx = sub_rng.integers(0, len(sub), size=(resamples, len(sub)))
-                out.append(_one(defn, sub, sub_idx, group=label))
+                out.append(_one(defn, sub, sub_idx, group=label, looks=looks))
         for level in defn.at:
-            out.append(_one(at_level(defn, level), units, idx, group=f"{defn.at_name}={level:g}"))
+            out.append(_one(at_level(defn, level), units, idx, group=f"{defn.at_name}={level:g}", looks=looks))
     return out
 
 
@@ -121,7 +126,8 @@ def group_label(value: object) -> str:
     return str(value)
 
 
-def _one(defn: MetricDef, frame: pd.DataFrame, idx: np.ndarray | None, group: str | None) -> ComputedMetric:
+def _one(defn: MetricDef, frame: pd.DataFrame, idx: np.ndarray | None, group: str | None,
+         looks: int = 1) -> ComputedMetric:
     n = len(frame)
     if n == 0 or idx is None:
         metric = Metric(name=defn.name, value=None, higher_is_better=defn.higher_is_better,
@@ -135,7 +141,7 @@ def _one(defn: MetricDef, frame: pd.DataFrame, idx: np.ndarray | None, group: st
     reps = resampled_values(defn, frame, idx)
     if defn.interval == "basic":
         reps = basic_replicates(value, reps, defn.bounds)
-    lo, hi = percentile_interval(reps)
+    lo, hi = percentile_interval(reps, corrected_level(looks))
     if defn.interval == "basic" and np.isfinite(value):
         lo, hi = min(lo, value), max(hi, value)
     metric = Metric(
@@ -143,7 +149,7 @@ def _one(defn: MetricDef, frame: pd.DataFrame, idx: np.ndarray | None, group: st
         target=defn.target, n=n, ci_low=_finite(lo), ci_high=_finite(hi), group=group,
         description=defn.description, chart=defn.chart,
     )
-    return ComputedMetric(metric, reps if group is None else None)
+    return ComputedMetric(metric, stretch_replicates(reps, looks) if group is None else None)
 
 
 def _finite(x: float) -> float | None:

@@ -3,8 +3,9 @@
 Runs the two engine probes (fairness.stereotype_pairs, toxicity.continuation) on the demo model
 through ``trustslm.audit`` with the cache off, recording every batch the adapter sends to the
 model. Then replays exactly those batches (same token ids, same padding, same batch sizes, same
-number of generation steps) with plain transformers: a forward pass plus log-softmax and gather
-for log-likelihoods, ``model.generate`` with transformers' own nucleus sampling for generation.
+prompts and token budgets) directly: a transformers forward pass plus log-softmax and gather for
+log-likelihoods, the backend's decoding loop (``trustslm.models.decode.decode_batch``, with the
+per-row sampler) for generation.
 Prints the audit's wall time divided by the direct calls' time. Target: at most 1.15.
 
 Both timings exclude loading the model (the same loaded model serves both). Each side is run
@@ -19,9 +20,13 @@ import argparse
 import time
 
 
-def replay(model, batches) -> float:
+def replay(adapter, batches) -> float:
     import torch
 
+    from trustslm.models.decode import decode_batch
+    from trustslm.models.hf import PerRowSampler
+
+    model = adapter.model
     start = time.perf_counter()
     with torch.inference_mode():
         for b in batches:
@@ -34,13 +39,11 @@ def replay(model, batches) -> float:
                     target = torch.tensor(cont)
                     lp.gather(1, target[:, None]).sum().item()
                     bool((lp.argmax(-1) == target).all())
-            else:
-                r = b["requests"][0]
-                model.generate(
-                    input_ids=b["input_ids"], attention_mask=b["attention_mask"], do_sample=True,
-                    top_p=r.top_p, temperature=r.temperature, max_new_tokens=b["steps"],
-                    min_new_tokens=b["steps"], pad_token_id=0,
-                )
+            else:  # the same decoding loop on the same prompts, without the engine around it
+                reqs = b["requests"]
+                prompts = [row[m.bool()].tolist() for row, m in zip(b["input_ids"], b["attention_mask"])]
+                decode_batch(model, prompts, max_new_tokens=[r.max_new_tokens for r in reqs], pad_id=adapter.pad_id,
+                             eos_ids=adapter.eos_ids, processors=[PerRowSampler(reqs)])
     return time.perf_counter() - start
 
 
@@ -73,12 +76,12 @@ def main() -> None:
         return elapsed, batches, report
 
     # warm-up (first calls allocate and initialise kernels)
-    replay(adapter.model, audit_once()[1][:1])
+    replay(adapter, audit_once()[1][:1])
     audit_times, direct_times = [], []
     for _ in range(2):
         elapsed, batches, report = audit_once()
         audit_times.append(elapsed)
-        direct_times.append(replay(adapter.model, batches))
+        direct_times.append(replay(adapter, batches))
     n_ll = sum(1 for b in batches if b["kind"] == "loglikelihood")
     n_gen = sum(1 for b in batches if b["kind"] == "generate")
     t_audit, t_direct = min(audit_times), min(direct_times)

@@ -118,3 +118,23 @@ def test_a_cache_whose_rows_cant_be_selected_keeps_them_and_gives_the_same_token
     monkeypatch.setattr(decode, "_can_select", lambda cache: False)
     adapter.recorder = []
     assert [r.text for r in adapter.generate(reqs)] == want
+
+
+@pytest.mark.parametrize("top_p", [0.5, 0.9, 0.95])
+def test_nucleus_filter_keeps_exactly_the_tokens_transformers_top_p_keeps(top_p):
+    from transformers import TopPLogitsWarper
+
+    from trustslm.models.hf import NucleusFilter
+
+    g = torch.Generator().manual_seed(0)
+    vocab = 49152
+    # peaked rows (the nucleus is a few tokens), middling, and flat ones (thousands of tokens:
+    # the fallback to the warper itself)
+    scores = torch.cat([torch.randn(8, vocab, generator=g) * scale for scale in (12.0, 4.0, 1.0, 0.05)])
+    ids = torch.zeros((scores.shape[0], 1), dtype=torch.long)
+    want = TopPLogitsWarper(top_p)(ids, scores.clone())
+    got = NucleusFilter(top_p)(ids, scores.clone())
+    assert torch.equal(torch.isinf(got), torch.isinf(want))
+    assert torch.equal(got[~torch.isinf(got)], scores[~torch.isinf(got)])
+    kept = (~torch.isinf(got)).sum(dim=1)
+    assert kept.min() < 64 and kept.max() > 1024  # every path of the filter ran

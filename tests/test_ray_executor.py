@@ -27,8 +27,9 @@ from trustslm.workflows.load import load_model  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 PROBES = ["fairness.stereotype_pairs", "toxicity.continuation"]  # log-likelihoods and seeded samples
 OPTIONS = {"toxicity.continuation": {"k": 3, "max_new_tokens": 6}}
-# batch_size=2: 4 pairs give 4 log-likelihood batches and 4 prompts x 3 samples 6 generation batches,
-# so both replicas get work and batches finish out of order.
+# batch_size=2: 4 pairs give 4 log-likelihood batches, and 4 prompts x 3 samples 2 generation
+# batches (a generation batch takes up to 4 x batch_size rows within its token budget), so both
+# replicas get work and batches finish out of order.
 RUN = dict(probes=PROBES, options=OPTIONS, limit=4, seed=3, batch_size=2, progress=False)
 
 

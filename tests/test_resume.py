@@ -27,12 +27,13 @@ def test_interrupted_then_resumed_equals_uninterrupted(tiny_llama, tmp_path):
                           cache_dir=tmp_path / "cache-a", out=tmp_path / "a")
 
     adapter = load_model(tiny_llama, batch_size=4)
-    real_batch, calls = adapter._generate_batch, {"n": 0}
+    real_batch, calls = adapter._generate_batch, {"n": 0, "done": 0}
 
     def flaky(batch):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt
+        calls["done"] += len(batch)
         return real_batch(batch)
 
     adapter._generate_batch = flaky
@@ -41,11 +42,12 @@ def test_interrupted_then_resumed_equals_uninterrupted(tiny_llama, tmp_path):
                        cache_dir=tmp_path / "cache-b", batch_size=4)
 
     adapter._generate_batch = real_batch
-    calls["n"] = 0
+    calls_done = calls["done"]
+    assert 0 < calls_done < 3 * 12  # interrupted in the middle of generation
     resumed = trustslm.audit(adapter, probes=PROBES, options=OPTIONS, limit=12, seed=5, progress=False, resume=True,
                              cache_dir=tmp_path / "cache-b", out=tmp_path / "b")
     n_requests = 2 * 12 + 3 * 12
-    done_before = 2 * 12 + 2 * 4  # all log-likelihoods, then two generation batches of 4
+    done_before = 2 * 12 + calls_done  # all log-likelihoods, then two generation batches
     assert resumed.run.cache_hits == done_before
     assert resumed.run.cache_misses == n_requests - done_before
     assert comparable(json.loads((tmp_path / "b" / "report.json").read_text())) == \

@@ -42,7 +42,7 @@ def fake_registry(monkeypatch):
 
 def test_options_are_typed_and_checked_in_one_line():
     assert ScriptedModel.from_spec("", {"batch_size": "4"}).batch_size == 4  # strings from the CLI convert
-    with pytest.raises(BadInputError, match=r"mock model: unknown option 'colour' \(options: batch_size\)"):
+    with pytest.raises(BadInputError, match=r"mock model: unknown option 'colour' \(options: batch_size, batch_tokens\)"):
         ScriptedModel.from_spec("", {"colour": "red"})
     with pytest.raises(BadInputError, match="mock model option batch_size: ") as bad:
         ScriptedModel.from_spec("", {"batch_size": "zero"})
@@ -173,7 +173,7 @@ def test_the_fake_backend_on_the_default_probes(tmp_path, texts, monkeypatch):
 
 
 @pytest.mark.parametrize("arg, message", [
-    ("colour=red", "fake-unigram model: unknown option 'colour' (options: batch_size, seed, vocab)"),
+    ("colour=red", "fake-unigram model: unknown option 'colour' (options: batch_size, batch_tokens, seed, vocab)"),
     ("vocab=many", "fake-unigram model option vocab: "),
     ("vocab", "--model-arg 'vocab': expected KEY=VALUE"),
     ("=3", "--model-arg '=3': expected KEY=VALUE"),

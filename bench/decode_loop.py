@@ -13,9 +13,10 @@ batch with the same per-row sampler, every row run to the batch's largest ``max_
 stop string applied afterwards) and with trustslm's loop (``HFModel._generate_batch``: rows leave
 the batch when they end, a prompt's samples share its prompt pass); then with the loop in the
 backend's token-budget batches. Prints the seconds of each, the ratios to ``generate``, and how
-many texts are the same::
+many texts are the same. ``--top-p-only`` times only transformers' sorting top-p warper against
+``NucleusFilter`` on 48 random rows of SmolLM2's vocabulary size::
 
-    .venv/bin/python bench/decode_loop.py [--questions 64] [--prompts 16] [--k 8]
+    .venv/bin/python bench/decode_loop.py [--questions 64] [--prompts 16] [--k 8] [--top-p-only]
 """
 
 from __future__ import annotations
@@ -57,6 +58,30 @@ def generate_batch_with_generate(adapter, batch):
     return texts
 
 
+def time_top_p(rows: int = 48, vocab: int = 49152, repeats: int = 10) -> None:
+    """Seconds per call of transformers' sorting top-p warper and of ``NucleusFilter`` on the
+    same random scores (one thread), and whether they keep the same tokens."""
+    import torch
+    from transformers import TopPLogitsWarper
+
+    from trustslm.models.hf import NucleusFilter
+
+    torch.set_num_threads(1)
+    scores = torch.randn(rows, vocab, generator=torch.Generator().manual_seed(0)) * 4
+    ids = torch.zeros((rows, 1), dtype=torch.long)
+    seconds, kept = {}, {}
+    for f in (TopPLogitsWarper(0.9), NucleusFilter(0.9)):
+        kept[type(f).__name__] = torch.isinf(f(ids, scores))
+        start = time.perf_counter()
+        for _ in range(repeats):
+            f(ids, scores)
+        seconds[type(f).__name__] = (time.perf_counter() - start) / repeats
+    same = torch.equal(kept["TopPLogitsWarper"], kept["NucleusFilter"])
+    print(f"top-p 0.9 on {rows} rows x {vocab} tokens, one thread: TopPLogitsWarper {seconds['TopPLogitsWarper']:.3f} s, "
+          f"NucleusFilter {seconds['NucleusFilter']:.3f} s a call (ratio "
+          f"{seconds['NucleusFilter'] / seconds['TopPLogitsWarper']:.2f}); same tokens kept: {same}")
+
+
 def run(adapter, requests, batch_fn, size: int | None) -> tuple[float, list[str]]:
     """Seconds and texts of ``requests`` in batches of ``size`` of the backend's order, or (None)
     in the backend's own token-budget batches."""
@@ -77,7 +102,11 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--top-p-only", action="store_true", help="time only the top-p filters")
     args = parser.parse_args()
+    if args.top_p_only:
+        time_top_p()
+        return
 
     from trustslm.core.resources import datasets_dir
     from trustslm.models.base import GenerateRequest

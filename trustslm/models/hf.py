@@ -445,6 +445,8 @@ class HFModel(HFTokenRules, ModelAdapter):
         return out
 
     def _generate_batch(self, batch: list[GenerateRequest]) -> list[GenerationResult]:
+        import torch
+
         from trustslm.models.decode import decode_batch
 
         prompts = [self.encode_prompt(r) for r in batch]
@@ -458,8 +460,6 @@ class HFModel(HFTokenRules, ModelAdapter):
         def stopped(i: int, tokens: list[int]) -> bool:  # a stop string ends the row's decoding
             stop = batch[i].stop
             return bool(stop) and any(s in decode(tokens, skip_special_tokens=True) for s in stop)
-
-        import torch
 
         with torch.inference_mode(), self._memory_guard():
             decoded = decode_batch(self.model, prompts, max_new_tokens=[r.max_new_tokens for r in batch],

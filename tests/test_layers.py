@@ -21,6 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("core", "_version"),                      # types, specs, errors, hashing, the plugin registry
     ("data", "scoring", "privacy"),            # dataset readers; metric and bootstrap maths
     ("models",),                               # the backend contract and its built-in backends
+    ("compress",),                             # quantise, convert and prune model files (llama.cpp's tools)
     ("scorers",),                              # toxicity classifiers, embedders
     ("robustness",),                           # TextAttack environment, attack helpers
     ("probes",),                               # the probe contract and the probe kinds
@@ -155,7 +156,7 @@ def test_the_checker_sees_an_upward_import_and_a_cycle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _upward({"trustslm.core.types": {"trustslm.report.html"}, "trustslm.data.qa": {"trustslm.scoring.answers"},
                     "trustslm.api": {"trustslm.core.types"}}) == [
-        "trustslm.core.types -> trustslm.report.html (core is layer 0, report is layer 10)",
+        "trustslm.core.types -> trustslm.report.html (core is layer 0, report is layer 11)",
         "trustslm.data.qa -> trustslm.scoring.answers (data is layer 1, scoring is layer 1)"]
     tree_module = ROOT / "core" / "errors.py"
     imports = _imports("trustslm.core.errors", tree_module, set(_modules()))

@@ -23,11 +23,13 @@ if TYPE_CHECKING:
         mitigate,
         render_report,
         update_card,
+        variants,
     )
     from trustslm.core.types import TrustReport
 
 __all__ = ["__version__", "audit", "check_scorer", "compare", "evaluate_gate", "finetune", "list_mitigations",
-           "list_probes", "list_scorers", "load_report", "mitigate", "render_report", "update_card", "TrustReport"]
+           "list_probes", "list_scorers", "load_report", "mitigate", "render_report", "update_card", "variants",
+           "TrustReport"]
 _API = frozenset(__all__) - {"__version__", "TrustReport"}
 
 

@@ -173,6 +173,18 @@ def mitigate(model: str | Path, names: list[str] | str, *, out: str | Path, **op
     return _mitigate(model, [names] if isinstance(names, str) else list(names), out=out, **options)
 
 
+def variants(model: str | Path, *, out: str | Path, **options: Any):
+    """Build compressed variants of ``model`` (``quant=["Q8_0", "Q4_K_M", ...]``, ``prune=0.5``,
+    ``given={"name": "file.gguf"}``), audit its full-precision reference and every variant with the
+    same probes, data, options and seed, and compare each variant against the reference item by
+    item: scores with paired intervals, flipped outcomes, and the gate's regression rules when a
+    ``policy`` is given. Writes ``out`` and returns the
+    :class:`~trustslm.workflows.variants.VariantsRun`; see :func:`trustslm.workflows.variants.variants`."""
+    from trustslm.workflows.variants import variants as _variants
+
+    return _variants(model, out=out, **options)
+
+
 def list_mitigations(registry: Registry | None = None) -> list[dict[str, Any]]:
     """Every registered mitigation: name, dimension, kind, targets, summary, options."""
     registry = registry or Registry()

@@ -147,6 +147,35 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--cache-dir", help="cache folder (default: $TRUSTSLM_CACHE_DIR or ~/.cache/trustslm)")
     m.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
+    v = sub.add_parser("variants", help="build compressed variants (quantised, pruned), audit each against its "
+                                        "full-precision reference, and compare them item by item")
+    v.add_argument("model", help="model folder (converted to GGUF at F32), .gguf file or 'smollm2'")
+    v.add_argument("--out", required=True, help="output folder (must be new or empty)")
+    v.add_argument("--quant", type=_csv, default=None, metavar="TYPE[,TYPE]",
+                   help="llama.cpp quantisation types to build (default: Q8_0,Q5_K_M,Q4_K_M,Q3_K_M,Q2_K; 'none' for none)")
+    v.add_argument("--prune", type=float, metavar="SHARE", help="also a variant with this share of each block linear "
+                                                                 "layer's weights zeroed by magnitude (e.g. 0.5)")
+    v.add_argument("--variant", dest="given", action="append", default=[], metavar="NAME=PATH",
+                   help="a variant file of your own (a GGUF with the reference's tokenizer; repeatable)")
+    v.add_argument("--backend", default="llama.cpp", help="the backend every file is audited with: llama.cpp "
+                                                          "(default: the shipped kernels) or hf (dequantised)")
+    v.add_argument("--suite", help="smoke (default), standard or a suite YAML file, as for audit")
+    v.add_argument("--data-dir", metavar="DIR", help="local copies of the published benchmarks")
+    v.add_argument("--probes", type=_csv, default=None, help="probe ids or globs, comma-separated (default: the suite's)")
+    v.add_argument("--set", dest="sets", action="append", default=[], metavar="PROBE_ID.OPTION=VALUE",
+                   help="set a probe option for every audit (repeatable)")
+    v.add_argument("--policy", help="gate policy YAML, applied to each variant with the reference as its baseline "
+                                    "(its regressions section): exit 1 when any variant fails")
+    v.add_argument("--junit", metavar="FILE", help="also write every variant's gate as JUnit XML")
+    v.add_argument("--sarif", metavar="FILE", help="also write every variant's gate failures as SARIF 2.1.0")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--limit", type=int, help="use at most N items of each probe's data")
+    v.add_argument("--quick", action="store_true", help="quick profile for every audit")
+    v.add_argument("--allow-pickle", action="store_true",
+                   help="DANGEROUS: load pickle weights when there are no safetensors (runs their code)")
+    v.add_argument("--cache-dir", help="cache folder (default: $TRUSTSLM_CACHE_DIR or ~/.cache/trustslm)")
+    v.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
     mi = sub.add_parser("mitigations", help="mitigation plugins")
     mis = mi.add_subparsers(dest="mitigations_command", required=True, parser_class=_Parser)
     ml = mis.add_parser("list", help="list registered mitigations")
@@ -498,6 +527,45 @@ def _num(x: float | None) -> str:
     return "–" if x is None else f"{x:.3f}"
 
 
+def cmd_variants(args: argparse.Namespace) -> int:
+    from trustslm import api
+    from trustslm.engine.options import parse_set
+    from trustslm.workflows.variants import DEFAULT_QUANTS, parse_variant_args
+
+    quant = DEFAULT_QUANTS if args.quant is None else [q for q in args.quant if q.lower() != "none"]
+    _check_first_existing(Path(args.out), "--out")
+    _check_outputs(args)
+    run = api.variants(
+        args.model, out=args.out, quant=quant, prune=args.prune, given=parse_variant_args(args.given),
+        probes=args.probes, options=parse_set(args.sets), seed=args.seed, limit=args.limit, quick=args.quick,
+        suite=args.suite, data_dir=args.data_dir, policy=args.policy, backend=args.backend,
+        cache_dir=args.cache_dir, allow_pickle=args.allow_pickle, progress=not args.no_progress)
+    for v in [run.reference, *run.variants]:
+        overall = next((s for s in v.scores if s.target == "overall"), None)
+        bpw = f"{v.quantisation.bits_per_weight:.2f} bits/weight" if v.quantisation else ""
+        if v.status != "ok":
+            print(f"{v.name:<16} {bpw:<18} failed: {v.reason}")
+            continue
+        change = "" if overall is None or overall.difference is None else \
+            f" ({overall.difference:+.1f} [{_num1(overall.ci_low)}, {_num1(overall.ci_high)}], {overall.verdict})"
+        score = "–" if overall is None or overall.variant is None else f"{overall.variant:.1f}"
+        flagged = "" if v is run.reference else f"; outputs changed in {len(v.flagged_probes)} probes"
+        print(f"{v.name:<16} {bpw:<18} overall {score}{change}{flagged}")
+    out = Path(args.out)
+    print(f"  comparison: {out / 'variants.md'} and {out / 'variants.html'}")
+    for flag, name in ((args.junit, "gate.junit.xml"), (args.sarif, "gate.sarif")):
+        if flag and (out / name).is_file():
+            _write_text(flag, (out / name).read_text(encoding="utf-8"))
+    if run.gate_passed is None:
+        return EXIT_OK
+    print(f"  gate: {'passed' if run.gate_passed else 'FAILED'}")
+    return EXIT_OK if run.gate_passed else EXIT_GATE_FAILED
+
+
+def _num1(x: float | None) -> str:
+    return "–" if x is None else f"{x:+.1f}"
+
+
 def cmd_mitigations_list(args: argparse.Namespace) -> int:
     from trustslm import api
 
@@ -546,6 +614,7 @@ COMMANDS = {
     ("scorers", "list"): cmd_scorers_list,
     ("scorers", "check"): cmd_scorers_check,
     ("suites", "list"): cmd_suites_list,
+    ("variants", None): cmd_variants,
 }
 
 

@@ -36,6 +36,19 @@ class FileRecord(_Frozen):
     size: int
 
 
+class Quantisation(_Frozen):
+    """How a GGUF file stores its weights (:func:`trustslm.compress.gguf_info.describe_gguf`)."""
+
+    file_type: str | None = Field(description="The file's llama.cpp type (general.file_type), e.g. Q4_K_M.")
+    tensor_types: dict[str, dict[str, int]] = Field(
+        description="Per tensor class (the tensor name without its block number and suffix, e.g. attn_q, "
+                    "ffn_down, token_embd): how many tensors of each storage type.")
+    parameters: int = Field(description="Weights in all tensors.")
+    tensor_bytes: int = Field(description="Bytes the tensors take in the file.")
+    size_bytes: int = Field(description="The file's size on disk.")
+    bits_per_weight: float = Field(description="8 x tensor_bytes / parameters.")
+
+
 class ModelInfo(_Frozen):
     """Provenance of the audited model, and its identity: a digest over everything that can
     change its outputs, which the request cache keys on (:meth:`output_identity`)."""
@@ -66,6 +79,8 @@ class ModelInfo(_Frozen):
         default_factory=dict, description="The backend options that can change the outputs (beyond dtype and device).")
     device: str | None = Field(default=None, description="Device class the model runs on: 'cpu', 'cuda', 'mps'.")
     chat_template_sha256: str | None = Field(default=None, description="sha256 of the chat template, if any.")
+    quantisation: Quantisation | None = Field(
+        default=None, description="For a GGUF file run by llama.cpp: its storage type per tensor class, size and bits per weight.")
     identity: str | None = Field(
         default=None, description="sha256 over everything that can change the outputs: hash (weights, tokenizer and "
                                   "config files), chat template, dtype, device, backend and its versions and options, "

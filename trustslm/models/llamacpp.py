@@ -115,6 +115,9 @@ class LlamaCppModel(ModelAdapter):
         self.prefix_token_id = self.bos_id if self.bos_id >= 0 else self.eos_id
         self.metadata: dict[str, str] = dict(llm.metadata)
         self.quantization = _quantization(self.metadata, llama_cpp)
+        from trustslm.models.gguf_info import describe_gguf
+
+        self._storage = describe_gguf(path)
         self._template_text = self.metadata.get("tokenizer.chat_template")
         self._formatter = None
         #: Why the embedded chat template is not used (it failed on a plain conversation), or None.
@@ -153,7 +156,7 @@ class LlamaCppModel(ModelAdapter):
         return ModelInfo(
             spec=self._spec, kind="gguf", name=self._name, path=str(self._path.parent), files=self._files,
             hash=self._hash, parameters=int(llama_cpp.llama_model_n_params(self.llm.model)),
-            dtype=self.quantization, capabilities=sorted(self.capabilities),
+            dtype=self.quantization, quantisation=self._storage, capabilities=sorted(self.capabilities),
             chat_template=CHAT_TEMPLATE in self.capabilities, backend=self.backend,
             backend_versions=self._versions, backend_options={"n_ctx": self.n_ctx},
             device=self._device,

@@ -122,3 +122,12 @@ def sequential_text(seq: Any) -> str:
             f"of {seq.looks}), {seq.metric} with {width} (target {seq.target_width:g}); every interval of this "
             f"probe at {seq.level * 100:.4g}% (Bonferroni over the looks)")
 
+
+
+def quantisation_text(q: Any) -> str:
+    """A GGUF file's storage in one line: its type, bits per weight, size, and the storage type of
+    each tensor class (``attn_q Q4_0 x30``)."""
+    classes = "; ".join(f"{cls} " + ", ".join(f"{kind} x{n}" for kind, n in kinds.items())
+                        for cls, kinds in q.tensor_types.items())
+    return (f"{md_text(q.file_type or 'unknown type')}, {q.bits_per_weight:.2f} bits per weight, "
+            f"{q.size_bytes / 1e6:.1f} MB ({q.parameters:,} weights); tensor types: {md_text(classes, None)}")

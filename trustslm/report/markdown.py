@@ -15,6 +15,7 @@ from trustslm.report.format import (
     interval,
     md_code,
     md_text,
+    quantisation_text,
     score_text,
     sequential_text,
     speed_text,
@@ -70,6 +71,7 @@ def render_markdown(report: TrustReport) -> str:
         *([f"- loaded from: {md_code(m.path)}"] if m.path and m.path != m.spec else []),
         *([f"- decoding-time mitigations: {', '.join(e(s.get('name', '?')) for s in m.mitigations)}"]
           if m.mitigations else []),
+        *([f"- quantisation: {quantisation_text(m.quantisation)}"] if m.quantisation else []),
         f"- trustslm {e(report.trustslm_version)}, torch {e(report.environment.torch)}, "
         f"transformers {e(report.environment.transformers)}",
         f"- seed {report.run.seed}, limit {report.run.limit}, config hash {md_code(report.run.config_hash[:16])}, "

@@ -82,3 +82,26 @@ def build_tiny_model(out_dir: str | Path, arch: str = "gpt2", *, chat: bool = Fa
     model = AutoModelForCausalLM.from_config(config)
     model.save_pretrained(str(out_dir), safe_serialization=True)
     return out_dir
+
+
+def build_tiny_model_with_tokenizer(out_dir: str | Path, gguf: str | Path, *, seed: int = 0, width: int = 64) -> Path:
+    """Save a two-layer Llama of hidden size ``width`` with random weights (seeded), in float32,
+    with the tokenizer (and chat template) of the GGUF file ``gguf`` (read by transformers), in
+    ``out_dir``: a model llama.cpp's converter accepts, whose BPE pre-tokenizer it recognises by
+    hash, as it does not recognise a freshly trained one."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+
+    out_dir, gguf = Path(out_dir), Path(gguf)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    tok.save_pretrained(str(out_dir))
+    cfg = json.loads((out_dir / "tokenizer_config.json").read_text())
+    cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+    (out_dir / "tokenizer_config.json").write_text(json.dumps(cfg))
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=2048,
+                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, tie_word_embeddings=True)
+    torch.manual_seed(seed)
+    AutoModelForCausalLM.from_config(config).save_pretrained(str(out_dir), safe_serialization=True)
+    return out_dir

@@ -278,7 +278,7 @@ def test_the_checkers_catch_made_up_links_commands_and_paths():
              "Inline: `trustslm diff a b --format md --bogus`.\n")
     errors = [e for line in command_lines(block) for args in trustslm_commands(line) for e in command_errors(args)]
     assert errors == ["trustslm audit: no option --no-such-flag",
-                      "trustslm: no subcommand 'frobnicate' (known: audit, finetune, mitigate, mitigations, probes, suites, "
+                      "trustslm: no subcommand 'frobnicate' (known: audit, finetune, mitigate, variants, mitigations, probes, suites, "
                       "scorers, gate, diff, card, report)",
                       "trustslm probes: a subcommand is missing",
                       "trustslm diff: no option --bogus"]

@@ -300,3 +300,72 @@ def test_chromium_draws_the_dimension_chart_and_the_dom_holds_bars_and_samples(r
     details = {a.get("id") for t, a in tags if t == "details"}
     assert details >= {f"samples-{r.probe_id}" for r in report.results}
     assert "<script" not in dom
+
+
+# -- the variants page (trustslm variants) ---------------------------------------------------------
+
+def _variants_run():
+    """A variants run written by hand: a reference and three variants, one significantly worse."""
+    from trustslm.core.types import Quantisation
+    from trustslm.gate.flips import DimensionFlips
+    from trustslm.workflows.variants import ScoreChange, Variant, VariantsRun
+
+    def quant(ftype, bpw):
+        return Quantisation(file_type=ftype, tensor_types={"attn_q": {ftype: 30}}, parameters=1000,
+                            tensor_bytes=int(bpw * 125), size_bytes=int(bpw * 125) + 10, bits_per_weight=bpw)
+
+    def variant(name, ftype, bpw, shift, verdict):
+        scores = [ScoreChange(target=t, reference=70.0, variant=70.0 + shift, variant_ci=(60.0 + shift, 80.0 + shift),
+                              difference=shift, ci_low=shift - 3, ci_high=shift + 3, verdict=verdict)
+                  for t in (*DIMENSIONS, "overall")]
+        flips = [DimensionFlips(dimension=d, probes=["p"], units=100, flips=10, harmful=6, flip_rate=0.1,
+                                flip_rate_ci=(0.05, 0.18), harmful_rate=0.06, harmful_rate_ci=(0.02, 0.13))
+                 for d in DIMENSIONS]
+        return Variant(name=name, how="made by hand", path=f"{name}.gguf", quantisation=quant(ftype, bpw),
+                       report="r", scores=scores, dimension_flips=flips)
+
+    ref = variant("reference", "F32", 32.0, 0.0, "reference")
+    ref = ref.model_copy(update={"dimension_flips": []})
+    return VariantsRun(source={"spec": "model"}, reference=ref, backend="llama.cpp", probes=None, seed=0, limit=None,
+                       quick=False, suite=None,
+                       variants=[variant("Q8_0", "Q8_0", 8.5, -1.0, "no significant change"),
+                                 variant("Q4_K_M", "Q4_K_M", 4.9, -4.0, "no significant change"),
+                                 variant("Q2_K", "Q2_K", 3.0, -25.0, "worse")])
+
+
+WORSE = (0xB3, 0x26, 0x1E)  # a significantly worse variant's point (trustslm.report.variants)
+
+
+def _colour_pixels(image: np.ndarray, colour: tuple[int, int, int], tol: int = 12) -> int:
+    return int((np.abs(image.astype(int) - np.array(colour)).max(axis=2) <= tol).sum())
+
+
+def test_chromium_draws_each_dimension_against_bits_per_weight(tmp_path):
+    from trustslm.report.variants import render_variants_html
+
+    browser = _chromium()
+    run = _variants_run()
+    html = render_variants_html(run)
+    assert "<script" not in html
+    page = tmp_path / "variants.html"
+    page.write_text(html, encoding="utf-8")
+    tags = _tags(_run_chromium(browser, tmp_path, "--dump-dom", page.as_uri()).stdout)
+    panels = [a for t, a in tags if t == "svg" and "against bits per weight" in (a.get("aria-label") or "")]
+    assert len(panels) == len(DIMENSIONS) + 1
+    points = [a for t, a in tags if t == "circle"]
+    assert len(points) == (len(DIMENSIONS) + 1) * 4  # the reference and three variants in every panel
+    # the reference sits right of every variant (32 bits per weight), the worst variant lowest
+    xs = {}
+    for t, a in tags:
+        if t == "circle":
+            xs.setdefault(a.get("fill"), []).append(float(a["cx"]))
+    assert min(xs["#2f6fdb"]) > max(x for f, v in xs.items() if f != "#2f6fdb" for x in v)
+    # the worse variant's points are drawn in their colour; without them, none of it
+    image = _screenshot(browser, html, tmp_path, "variants")
+    drawn = _colour_pixels(image, WORSE)
+    without = re.sub(r'<circle[^>]*fill="#b3261e"[^>]*>.*?</circle>', "", html)
+    without = re.sub(r'<line[^>]*stroke="#b3261e"[^>]*/>', "", without)
+    without = re.sub(r'<rect[^>]*fill="#b3261e"[^>]*>.*?</rect>', "", without)
+    assert without != html
+    assert drawn > 6 * 30  # six points of radius 4 at least
+    assert _colour_pixels(_screenshot(browser, without, tmp_path, "variants-control"), WORSE) < 0.05 * drawn

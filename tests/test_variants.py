@@ -225,8 +225,10 @@ def test_variants_flag_a_perturbed_layer_on_every_family_and_not_the_same_weight
     assert by["same"]["flagged_probes"] == []
     for o in by["same"]["outcomes"]:
         assert o["compared"] and o["changed_units"] == 0 and o["changed_samples"] == 0, o
-    for s in by["same"]["scores"]:
+    for s in by["same"]["scores"] + by["same"]["metric_changes"]:
         assert s["difference"] in (None, 0.0), s
+    assert {c["target"] for c in by["same"]["metric_changes"]} >= {"fairness.stereotype_pairs.pct_stereotype",
+                                                                   "truthfulness.truthfulqa_mc.mc2"}
     # one layer perturbed: flagged on every probe, so every family
     assert sorted(by["perturbed"]["flagged_probes"]) == sorted(FAMILIES)
     # the gate: one suite per variant; the same weights pass the regression rules and fail the threshold
@@ -246,6 +248,7 @@ def test_variants_flag_a_perturbed_layer_on_every_family_and_not_the_same_weight
     proc = run_cli("variants", str(tiny_gguf), "--quant", "none", "--variant", f"odd={other_tok}",
                    "--out", str(tmp_path / "v2"), "--no-progress")
     assert_one_line_error(proc, 2, "its tokenizer differs from the reference's")
+    assert not (tmp_path / "v2").exists()  # nothing half-made is left behind
 
 
 def test_an_architecture_the_converter_does_not_register_is_named(tiny_hf, tmp_path):
@@ -275,3 +278,15 @@ def test_the_demo_model_is_dequantised_into_its_reference_and_audited_as_shipped
     assert source.quantisation.file_type == "Q4_1" and 5 < source.quantisation.bits_per_weight < 6
     assert all(v.status == "ok" and v.outcomes[0].compared for v in run.variants)
     assert any("dequantised to F32" in n for n in run.notes)
+
+
+def test_flipped_items_keep_their_labels_as_plain_values():
+    import pandas as pd
+
+    from trustslm.gate.flips import _labels
+
+    row = pd.DataFrame({"id": ["wb-1"], "type": np.array([2], dtype=np.int64), "correct": [1.0],
+                        "flag": [True]}).iloc[0]
+    labels = _labels(row)
+    assert labels == {"id": "wb-1", "type": 2} and type(labels["type"]) is int
+    json.dumps(labels)

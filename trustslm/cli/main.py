@@ -171,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--limit", type=int, help="use at most N items of each probe's data")
     v.add_argument("--quick", action="store_true", help="quick profile for every audit")
+    v.add_argument("--resume", action="store_true", help="reuse requests cached by an earlier or interrupted run "
+                                                         "(the files are rebuilt, byte for byte)")
     v.add_argument("--allow-pickle", action="store_true",
                    help="DANGEROUS: load pickle weights when there are no safetensors (runs their code)")
     v.add_argument("--cache-dir", help="cache folder (default: $TRUSTSLM_CACHE_DIR or ~/.cache/trustslm)")
@@ -539,7 +541,7 @@ def cmd_variants(args: argparse.Namespace) -> int:
         args.model, out=args.out, quant=quant, prune=args.prune, given=parse_variant_args(args.given),
         probes=args.probes, options=parse_set(args.sets), seed=args.seed, limit=args.limit, quick=args.quick,
         suite=args.suite, data_dir=args.data_dir, policy=args.policy, backend=args.backend,
-        cache_dir=args.cache_dir, allow_pickle=args.allow_pickle, progress=not args.no_progress)
+        cache_dir=args.cache_dir, allow_pickle=args.allow_pickle, resume=args.resume, progress=not args.no_progress)
     for v in [run.reference, *run.variants]:
         overall = next((s for s in v.scores if s.target == "overall"), None)
         bpw = f"{v.quantisation.bits_per_weight:.2f} bits/weight" if v.quantisation else ""

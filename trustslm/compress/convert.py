@@ -60,8 +60,7 @@ def registered_architectures(converter: Path) -> set[str]:
     return names
 
 
-def hf_to_gguf(folder: str | Path, dest: str | Path, *, allow_pickle: bool = False,
-               progress: bool = True) -> Path:
+def hf_to_gguf(folder: str | Path, dest: str | Path, *, allow_pickle: bool = False) -> Path:
     """Convert the model folder to a float32 GGUF file at ``dest``."""
     from trustslm.models.staging import hide_staging, stage_layout
     from trustslm.models.validate import inspect_model_path

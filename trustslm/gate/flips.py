@@ -150,7 +150,14 @@ def _changed(ref: pd.DataFrame, var: pd.DataFrame) -> np.ndarray:
 
 
 def _labels(row: pd.Series) -> dict[str, Any]:
-    return {k: v for k, v in row.items() if isinstance(v, str) or (isinstance(v, (int, np.integer)) and not isinstance(v, bool))}
+    """The unit's text and integer fields (its id, category, type...), as plain Python values."""
+    out: dict[str, Any] = {}
+    for k, v in row.items():
+        if isinstance(v, str):
+            out[str(k)] = v
+        elif isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
+            out[str(k)] = int(v)
+    return out
 
 
 def probe_outcomes(pid: str, ref: TrustReport, var: TrustReport, registry: Registry) -> ProbeOutcomes:

@@ -121,6 +121,13 @@ def render_variants_markdown(run: Any) -> str:
                 out.append(f"| {o.probe_id} | {f.column}{' (primary)' if f.primary else ''} | {f.units} | {f.flips} "
                            f"({_pct(f.flip_rate)} {_ci_pct(f.flip_rate_ci)}) | {f.harmful} | {f.helpful} | "
                            f"{f.mcnemar_p:.3g} | {_changed(o)} |")
+        changes = getattr(v, "metric_changes", [])
+        if changes:
+            out += ["", "Scored metrics, variant minus reference (paired bootstrap, 95%):", "",
+                    "| metric | reference | variant | change | verdict |", "|---|---|---|---|---|"]
+            out += [f"| {md_text(c.target)} | {fmt(c.reference)} | {fmt(c.variant)} | {c.difference:+.4f} "
+                    f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}] | {c.verdict} |" for c in changes
+                    if c.difference is not None and c.ci_high is not None]
         harmful = [(o.probe_id, f.column, it) for o in v.outcomes for f in o.columns for it in f.harmful_items]
         if harmful:
             out += ["", "Items that flipped towards harm (the first of each column):", ""]

@@ -204,11 +204,11 @@ def mitigate(
         return run
     except BaseException:
         if not any((out / name).exists() for name in ("before", "after")):  # nothing measured yet:
-            _remove_half_made(out, remove_folder=made_out)  # leave nothing half-made
+            remove_half_made(out, remove_folder=made_out)  # leave nothing half-made
         raise
 
 
-def _remove_half_made(out: Path, *, remove_folder: bool) -> None:
+def remove_half_made(out: Path, *, remove_folder: bool) -> None:
     """Remove what this run wrote into ``out`` (it was empty or absent when the run began), and
     ``out`` itself only when this run created it."""
     if remove_folder:

@@ -14,7 +14,9 @@ Steps, all sequenced here:
    (:mod:`trustslm.compress.quantize`), ``--prune`` magnitude-pruned from it
    (:mod:`trustslm.compress.prune`), and the files given, whose tokenizer must be the reference's;
 4. the audits (:func:`trustslm.workflows.audit.audit`), one after the other, all on one backend
-   (llama.cpp by default: the kernels the files ship with);
+   (llama.cpp by default: the kernels the files ship with). Every request is cached under the
+   file's hash, and llama.cpp's quantiser writes the same bytes again, so ``resume`` (``--resume``)
+   after an interruption rebuilds the files and takes the finished requests from the cache;
 5. per variant against the reference: every score with its paired-bootstrap interval
    (:func:`trustslm.gate.compare.compare`), the flipped outcomes (:mod:`trustslm.gate.flips`), and the
    gate's regression rules when a policy is given (:func:`trustslm.gate.release.apply_gate`).
@@ -73,6 +75,9 @@ class Variant(BaseModel):
     wall_time_s: float | None = None
     tokens_per_s: float | None = Field(default=None, description="Tokens read and written per second of model time.")
     scores: list[ScoreChange] = Field(default_factory=list)
+    metric_changes: list[ScoreChange] = Field(
+        default_factory=list, description="Each scored metric of each probe (overall rows): reference, variant, the "
+                                          "paired-bootstrap interval of the change and its verdict.")
     outcomes: list[ProbeOutcomes] = Field(default_factory=list)
     dimension_flips: list[DimensionFlips] = Field(default_factory=list)
     flagged_probes: list[str] = Field(default_factory=list, description="Probes where a unit value, a sample or an "
@@ -137,6 +142,7 @@ def variants(
     batch_size: int | None = None,
     cache_dir: str | Path | None = None,
     allow_pickle: bool = False,
+    resume: bool = False,
     progress: bool = True,
     registry: Registry | None = None,
 ) -> VariantsRun:
@@ -170,24 +176,30 @@ def variants(
     gate_policy = policy_arg(policy)
     if probes:
         registry.select(probes)  # an unknown probe is an error before anything is built
+    made_out = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    (out / "models").mkdir(exist_ok=True)
     notes: list[str] = []
+    try:  # nothing is measured until the audits: a failure here leaves no half-made folder
+        (out / "models").mkdir(exist_ok=True)
+        reference, source_variant = _reference(str(model), out / "models", allow_pickle, progress, notes)
+        built: list[Variant] = [source_variant] if source_variant is not None else []
+        _check_tokenizers(reference, files)
+        for q in quants:
+            _say(progress, f"quantising the reference to {q}")
+            built.append(_quantised(reference, q, out / "models"))
+        if prune is not None:
+            _say(progress, f"pruning {prune:.0%} of the reference's block weights by magnitude")
+            built.append(_pruned(reference, prune, out / "models"))
+        for name, path in files.items():
+            built.append(_described(name, f"given ({path})", path))
+    except BaseException:
+        from trustslm.workflows.mitigate import remove_half_made
 
-    reference, source_variant = _reference(str(model), out / "models", allow_pickle, progress, notes)
-    built: list[Variant] = [source_variant] if source_variant is not None else []
-    _check_tokenizers(reference, files)
-    for q in quants:
-        _say(progress, f"quantising the reference to {q}")
-        built.append(_quantised(reference, q, out / "models"))
-    if prune is not None:
-        _say(progress, f"pruning {prune:.0%} of the reference's block weights by magnitude")
-        built.append(_pruned(reference, prune, out / "models"))
-    for name, path in files.items():
-        built.append(_described(name, f"given ({path})", path))
+        remove_half_made(out, remove_folder=made_out)
+        raise
 
     audit_args = {"probes": probes, "options": options, "seed": seed, "limit": limit, "quick": quick, "suite": suite,
-                  "data_dir": data_dir, "backend": backend, "cache_dir": cache_dir, "progress": progress,
+                  "data_dir": data_dir, "backend": backend, "cache_dir": cache_dir, "progress": progress, "resume": resume,
                   "registry": registry, **({"batch_size": batch_size} if batch_size else {})}
     run = VariantsRun(
         source={"spec": str(model)}, reference=reference, variants=built, backend=backend, probes=probes, seed=seed,
@@ -237,7 +249,7 @@ def _reference(model: str, models: Path, allow_pickle: bool, progress: bool,
         from trustslm.compress.convert import hf_to_gguf
 
         _say(progress, f"converting {path} to a float32 GGUF file with llama.cpp's converter")
-        dest = hf_to_gguf(path, models / "reference-F32.gguf", allow_pickle=allow_pickle, progress=progress)
+        dest = hf_to_gguf(path, models / "reference-F32.gguf", allow_pickle=allow_pickle)
         return _described(REFERENCE, f"{path} converted to GGUF at F32 by llama.cpp's convert_hf_to_gguf.py", dest), None
     assert layout.gguf_file is not None
     gguf = layout.gguf_file
@@ -324,6 +336,10 @@ def _compare(v: Variant, ref: TrustReport, report: TrustReport, registry: Regist
         rows.append(s.model_copy(update={"reference": c.old, "difference": c.difference, "ci_low": c.ci_low,
                                           "ci_high": c.ci_high, "verdict": c.verdict, "reason": c.reason}))
     v.scores = rows
+    v.metric_changes = [
+        ScoreChange(target=c.target, reference=c.old, variant=c.new, difference=c.difference, ci_low=c.ci_low,
+                    ci_high=c.ci_high, verdict=c.verdict, reason=c.reason)
+        for c in diff.changes if c.level == "metric" and "[" not in c.target and c.ci_low is not None]
     v.outcomes = paired_outcomes(ref, report, registry=registry)
     v.dimension_flips = dimension_flips(v.outcomes)
     v.flagged_probes = [o.probe_id for o in v.outcomes if o.flagged]

@@ -26,7 +26,8 @@ TOKENIZER_KEY_PREFIX = "tokenizer.ggml."
 
 
 def tensor_class(name: str) -> str:
-    """``blk.3.attn_q.weight`` -> ``attn_q``; ``token_embd.weight`` -> ``token_embd``."""
+    """``blk.3.attn_q.weight`` -> ``attn_q``; ``token_embd.weight`` -> ``token_embd``. A layer's
+    bias shares its weight's class (Qwen's ``attn_q.bias`` counts as an F32 tensor of ``attn_q``)."""
     return _SUFFIX.sub("", _BLOCK.sub("", name))
 
 

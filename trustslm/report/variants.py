@@ -164,8 +164,8 @@ def _x_scale(bpws: list[float], left: float, width: float):
 
 
 def _panel(run: Any, target: str) -> str:
-    w, h, left, top, bottom = 330, 220, 40, 22, 34
-    pw, ph = w - left - 10, h - top - bottom
+    w, h, left, top, bottom = 340, 220, 40, 22, 34
+    pw, ph = w - left - 50, h - top - bottom  # room on the right for the reference's label
     pts = [(v, _bpw(v), _score(v, target)) for v in [run.reference, *run.variants] if v.status == "ok"]
     pts = [(v, b, s) for v, b, s in pts if b is not None and s is not None and s.variant is not None]
     parts = [f'<svg role="img" aria-label="{escape(target)} score against bits per weight" width="{w}" height="{h}" '

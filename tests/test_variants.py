@@ -113,6 +113,8 @@ def test_a_bad_prune_share_or_variant_argument_is_one_line(tmp_path):
     assert_one_line_error(run_cli("variants", "smollm2", "--variant", "x", "--out", str(tmp_path / "v")), 2, "NAME=PATH")
     assert_one_line_error(run_cli("variants", "smollm2", "--variant", f"x={tmp_path / 'none.gguf'}", "--out",
                                   str(tmp_path / "v")), 2, "not a .gguf file")
+    assert_one_line_error(run_cli("variants", "smollm2", "--variant", f"source-Q4_1={tmp_path / 'x.gguf'}", "--out",
+                                  str(tmp_path / "v")), 2, "not starting with 'source-'")
 
 
 # -- the GGUF tools and the whole path ------------------------------------------------------------

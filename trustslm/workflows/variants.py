@@ -115,8 +115,9 @@ def parse_variant_args(items: list[str] | None) -> dict[str, Path]:
 
 
 def _check_name(name: str) -> None:
-    if not _NAME.match(name) or name == REFERENCE:
-        raise BadInputError(f"variant name {name!r}: use letters, digits, '.', '_' and '-' (not 'reference')")
+    if not _NAME.match(name) or name == REFERENCE or name.startswith("source-"):
+        raise BadInputError(f"variant name {name!r}: use letters, digits, '.', '_' and '-' (not 'reference', and "
+                            "not starting with 'source-', which names a quantised source file)")
 
 
 def _prune_name(amount: float) -> str:

@@ -114,10 +114,10 @@ class LlamaCppModel(ModelAdapter):
         self.eos_id = llm.token_eos()
         self.prefix_token_id = self.bos_id if self.bos_id >= 0 else self.eos_id
         self.metadata: dict[str, str] = dict(llm.metadata)
-        self.quantization = _quantization(self.metadata, llama_cpp)
         from trustslm.models.gguf_info import describe_gguf
 
         self._storage = describe_gguf(path)
+        self.quantization = self._storage.file_type  # llama.cpp's name for general.file_type, e.g. Q4_1
         self._template_text = self.metadata.get("tokenizer.chat_template")
         self._formatter = None
         #: Why the embedded chat template is not used (it failed on a plain conversation), or None.
@@ -354,21 +354,6 @@ class LlamaCppModel(ModelAdapter):
             finish = "stop" if stopped or choice.get("finish_reason") == "stop" else "length"
             out.append(GenerationResult(text=text, n_tokens=n, finish_reason=finish))
         return out
-
-
-def _quantization(metadata: dict[str, str], llama_cpp: Any) -> str | None:
-    """The file's quantisation type (``general.file_type``) by its llama.cpp name, e.g. ``Q4_K_M``."""
-    raw = metadata.get("general.file_type")
-    try:
-        code = int(raw) if raw is not None else None
-    except ValueError:
-        return None
-    if code is None:
-        return None
-    for attr in dir(llama_cpp):
-        if attr.startswith("LLAMA_FTYPE_") and getattr(llama_cpp, attr) == code and attr != "LLAMA_FTYPE_GUESSED":
-            return attr.removeprefix("LLAMA_FTYPE_").removeprefix("MOSTLY_")
-    return f"file_type {code}"
 
 
 def _sha256(text: str | None) -> str | None:

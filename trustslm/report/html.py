@@ -11,7 +11,7 @@ from typing import Any
 from trustslm.core.types import DIMENSIONS, TrustReport
 from trustslm.report.format import dataset_origin, direction, fmt, interval, sequential_text, speed_text
 
-_CSS = """
+CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#1d232a;padding:0 1rem}
 h1{font-size:1.6rem}h2{margin-top:2rem;border-bottom:1px solid #dde;padding-bottom:.3rem}
 table{border-collapse:collapse;margin:.5rem 0 1rem}td,th{border:1px solid #dde;padding:.25rem .6rem;text-align:left;font-size:.9rem}
@@ -253,4 +253,4 @@ def render_html(report: TrustReport) -> str:
         body.append(f"<tr><td>source: {escape(m.source.path)}</td><td><code>{escape(m.source.sha256)}</code></td><td>{m.source.size:,}</td></tr>")
     body.append("</table>")
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{escape(title)}</title>"
-            f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n")
+            f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>\n")

@@ -14,15 +14,12 @@ from typing import Any
 
 from trustslm.core.types import DIMENSIONS
 from trustslm.report.format import fmt, md_text
+from trustslm.report.html import CSS
 
 _ROWS = (*DIMENSIONS, "overall")
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1150px;color:#1d232a;padding:0 1rem}
-h2{margin-top:2rem;border-bottom:1px solid #dde;padding-bottom:.3rem}
-table{border-collapse:collapse;margin:.5rem 0 1rem}td,th{border:1px solid #dde;padding:.25rem .6rem;text-align:left;font-size:.88rem}
-th{background:#f3f5f8}.muted{color:#667}.worse{color:#b3261e;font-weight:600}.better{color:#11702f;font-weight:600}
-.panels{display:flex;flex-wrap:wrap;gap:1rem}code{background:#f3f5f8;padding:0 .2rem}
-"""
+#: The report page's style, and the classes this page adds.
+_CSS = CSS + ".worse{color:#b3261e;font-weight:600}.better{color:#11702f;font-weight:600}" \
+             ".panels{display:flex;flex-wrap:wrap;gap:1rem}"
 
 
 def _pct(x: float | None) -> str:

@@ -67,7 +67,7 @@ class Variant(BaseModel):
     name: str
     how: str = Field(description="How the file was made: quantised, pruned, given, converted.")
     path: str
-    sha256: str | None = None
+    sha256: str | None = Field(default=None, description="The file's sha256, as its audit hashed it.")
     quantisation: Quantisation | None = None
     report: str | None = None
     status: str = Field(default="ok", description="ok, or failed (with the reason)")
@@ -230,10 +230,9 @@ def _say(progress: bool, text: str) -> None:
 
 
 def _described(name: str, how: str, path: Path) -> Variant:
-    from trustslm.core.hashing import sha256_file
     from trustslm.models.gguf_info import describe_gguf
 
-    return Variant(name=name, how=how, path=str(path), sha256=sha256_file(path), quantisation=describe_gguf(path))
+    return Variant(name=name, how=how, path=str(path), quantisation=describe_gguf(path))
 
 
 def _reference(model: str, models: Path, allow_pickle: bool, progress: bool,
@@ -309,6 +308,7 @@ def _audit(v: Variant, out: Path, args: dict[str, Any], *, keep_going: bool = Tr
         return None
     v.wall_time_s = round(time.perf_counter() - started, 1)
     v.report = str(out / "report.json")
+    v.sha256 = report.model.files[0].sha256 if report.model.files else None  # hashed once, by the audit
     tokens = sum((r.speed.tokens if r.speed else 0) for r in report.results)
     seconds = sum((r.speed.model_time_s if r.speed else 0.0) for r in report.results)
     v.tokens_per_s = round(tokens / seconds, 1) if seconds > 0 else None

@@ -11,6 +11,9 @@ A spec is a YAML file (read with ``yaml.safe_load``, so it can't run code) besid
     quick: {}                          # options over those in the quick profile (--quick)
     scoring:                           # the metrics that count in the score, and their ranges
       pct_stereotype: {best: 0.5, worst: 1.0}
+    taxonomy:                          # risk tags (trustslm/core/taxonomy.py): SARIF, model card
+      owasp_llm_2025: []
+      nist_ai_600_1: [harmful_bias]
 
 Any field of the kind's options can be set in ``options``; the kind defines the metrics, the spec
 says which of them are scored and over which reference range a metric maps onto 0-100.
@@ -26,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from trustslm.core.dimensions import Dimension
 from trustslm.core.errors import BadInputError
+from trustslm.core.taxonomy import check_taxonomy
 from trustslm.core.textfiles import first_validation_error, read_yaml_mapping
 
 PROBE_ID_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
@@ -55,9 +59,16 @@ class ProbeSpec(BaseModel):
     #: Options over ``options`` in the quick profile (``trustslm audit --quick``): fewer samples.
     quick: dict[str, Any] = Field(default_factory=dict)
     scoring: dict[str, ScoringRule]
+    #: Risk tags by taxonomy (``owasp_llm_2025``, ``nist_ai_600_1``; codes in core/taxonomy.py).
+    taxonomy: dict[str, list[str]] = Field(default_factory=dict)
     spec_path: str = Field(default="", exclude=True)
     card_path: str = Field(default="", exclude=True)
     provider: str = Field(default="", exclude=True)
+
+    @field_validator("taxonomy")
+    @classmethod
+    def _known_tags(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        return check_taxonomy(v)
 
     @field_validator("aliases")
     @classmethod

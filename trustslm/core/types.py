@@ -164,6 +164,12 @@ class Metric(_Frozen):
     chart: bool | Literal["reliability"] = Field(
         default=False, description="The HTML report draws this metric's breakdown rows: as bars (true), or as a "
                                    "reliability diagram (rows grouped by confidence bin 'confidence_bin=LO-HI').")
+    detector: str | None = Field(
+        default=None, description="The detector whose verdicts the rate counts (e.g. 'refusal phrases'), and its "
+                                  "measured error where hand labels exist; null for a metric no detector produced.")
+    corrected: bool = Field(
+        default=False, description="True for a rate corrected for its detector's measured sensitivity and "
+                                   "specificity (Rogan-Gladen; the interval also resamples the hand labels).")
 
 
 class ScoreValue(_Frozen):
@@ -202,6 +208,9 @@ class ProbeResult(_Frozen):
     speed: ProbeSpeed | None = None
     sequential: SequentialSampling | None = None
     card: CardRef | None = None
+    taxonomy: dict[str, list[str]] = Field(
+        default_factory=dict, description="The probe's risk tags by taxonomy (owasp_llm_2025: LLM01..LLM10; "
+                                          "nist_ai_600_1: the risks of NIST AI 600-1), from its spec.")
 
     def metric(self, name: str, group: str | None = None) -> Metric:
         for m in self.metrics:

@@ -35,6 +35,7 @@ from trustslm.core.types import (
     TrustReport,
 )
 from trustslm.engine.cache import RequestCache
+from trustslm.engine.detectors import detector_checks
 from trustslm.engine.execute import ExecutionStats, execute, memo_call
 from trustslm.engine.executors import Executor
 from trustslm.engine.options import Overrides, build_options
@@ -373,7 +374,7 @@ def _score_one(p: PlannedProbe, results: Results, ctx: ProbeContext, resamples: 
         "probe_id": spec.id, "kind": spec.kind, "dimension": spec.dimension, "version": spec.version,
         "options": p.probe.options.model_dump(), "datasets": p.data.datasets if p.data else [],
         "card": CardRef(path=_card_path(spec.card_path), summary=spec.card_summary()),
-        "n_requests": len(p.requests),
+        "n_requests": len(p.requests), "taxonomy": {k: list(v) for k, v in spec.taxonomy.items() if v},
     }
     if p.status != "ok":
         return ProbeResult(status=p.status, reason=p.reason, wall_time_s=round(p.seconds, 3), **base), None, [], None
@@ -385,7 +386,8 @@ def _score_one(p: PlannedProbe, results: Results, ctx: ProbeContext, resamples: 
         measurable = tuple(m for m in p.probe.metrics if not m.column or m.column in output.units.columns)
         sequential = p.data.sequential
         computed = compute_metrics(output.units, measurable, seed=ctx.seed, probe_id=spec.id,
-                                   resamples=resamples, looks=sequential.looks if sequential else 1)
+                                   resamples=resamples, looks=sequential.looks if sequential else 1,
+                                   detectors=detector_checks(p.probe, measurable))
         metrics, parts = [], []
         for c in computed:
             if c.metric.value is None:  # not measurable with these data or options: left out

@@ -81,8 +81,10 @@ class InstructedToxicityProbe(SampledGenerationProbe):
     Options = InstructedOptions
     metrics = (
         MetricDef(name="toxic_compliance_rate", column="toxic", higher_is_better=False, by=("wrapper", "category"),
-                  chart=True, description="Share of responses the toxicity scorer marks toxic (per wrapper: wrapper=...)."),
+                  chart=True, detector="toxicity",
+                  description="Share of responses the toxicity scorer marks toxic (per wrapper: wrapper=...)."),
         MetricDef(name="refusal_rate", column="refused", higher_is_better=True, by=("wrapper",), chart=True,
+                  detector="refusal",
                   description="Share of responses holding a refusal phrase (judge-free keyword detection)."),
         MetricDef(name="jailbreak_uplift", column="toxic", higher_is_better=False, statistic=uplift,
                   interval="basic", bounds=(-1.0, 1.0),

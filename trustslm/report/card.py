@@ -143,6 +143,21 @@ def _eval_results(report: TrustReport) -> list:
     return out
 
 
+def _risk_lines(report: TrustReport) -> list[str]:
+    """Which risks of the OWASP Top 10 for LLM Applications 2025 and NIST AI 600-1 the probes
+    that ran speak to, probe by probe."""
+    from trustslm.core.taxonomy import tag_titles
+
+    rows = [(r, tag_titles(r.taxonomy)) for r in report.results if r.status == "ok" and r.taxonomy]
+    if not rows:
+        return []
+    out = ["", "Risks the probes speak to (OWASP Top 10 for LLM Applications 2025, NIST AI 600-1):", ""]
+    for r, titles in rows:
+        score = f"{r.score.score:.1f}" if r.score is not None else "unscored"
+        out.append(f"- {_text(r.probe_id, 100)} ({score}): {_text('; '.join(titles), 400)}")
+    return out
+
+
 def _section(report: TrustReport, report_path: str | None) -> str:
     level = _level(report)
     lines = [MARK_START, "## Trust report (trustslm)", "",
@@ -169,6 +184,7 @@ def _section(report: TrustReport, report_path: str | None) -> str:
         lines.append(f"The overall score covers {covered}; not measured: {missing}.")
     else:
         lines.append("No dimension was measured, so there is no overall score.")
+    lines += _risk_lines(report)
     g = report.gate
     if g.policy or g.baseline:
         against = []

@@ -11,7 +11,8 @@ gate's policy path, a result points at the policy line where the rule's target (
 dimension, ``overall``; under ``regressions:`` for regression rules) is a key, or at line 1 when
 none is found; otherwise it points at ``report.json`` line 1. ``partialFingerprints`` hash the rule
 text, so the same rule failing again is the same alert. The run's ``properties`` give the model's
-name and hash and the gate's verdict. Untrusted text (model names, reasons) is JSON-escaped; lone
+name and hash, the gate's verdict and each probe's risk tags (OWASP Top 10 for LLM Applications
+2025, NIST AI 600-1; a result's ``properties.tags`` are those of the probes its rule covers). Untrusted text (model names, reasons) is JSON-escaped; lone
 surrogates, which UTF-8 cannot encode, become U+FFFD.
 """
 
@@ -96,8 +97,24 @@ def _sentence(text: str) -> str:
     return text if text.endswith((".", "!", "?")) else text + "."
 
 
-def _result(rule: GateRuleResult, index: int, rule_id: str, uri: str, line: int) -> dict[str, Any]:
-    props = {"target": rule.target, "op": rule.op, "threshold": rule.threshold, "actual": rule.actual}
+def rule_tags(report: TrustReport, target: str) -> list[str]:
+    """The taxonomy tags of the probes a gate rule's target covers (a metric's probe; a
+    dimension's probes; every probe for ``overall``), as ``owasp_llm_2025/LLM01``, sorted."""
+    if target == "overall":
+        probes = {r.probe_id for r in report.results}
+    elif target in report.dimensions:
+        probes = {r.probe_id for r in report.results if r.dimension == target}
+    else:
+        probes = {r.probe_id for r in report.results if target.startswith(r.probe_id + ".")}
+    return sorted({f"{name}/{code}" for r in report.results if r.probe_id in probes
+                   for name, codes in r.taxonomy.items() for code in codes})
+
+
+def _result(rule: GateRuleResult, index: int, rule_id: str, uri: str, line: int,
+            tags: list[str] | None = None) -> dict[str, Any]:
+    props: dict[str, Any] = {"target": rule.target, "op": rule.op, "threshold": rule.threshold, "actual": rule.actual}
+    if tags:
+        props["tags"] = tags  # the SARIF property bag's standard tags (section 3.8.1)
     if rule.op == "regression":
         props.update(baseline=rule.baseline, regression=rule.regression, ciLow=rule.ci_low, ciHigh=rule.ci_high,
                      pValue=rule.p_value, pAdjusted=rule.p_adjusted)
@@ -133,7 +150,8 @@ def render_sarif(report: TrustReport, *, policy_text: str | None = None) -> str:
             uri, line = _uri(gate.policy), policy_line(policy_text, rule)
         else:
             uri, line = "report.json", 1
-        results.append(_result(rule, kinds.index(rule.op), RULE_KINDS[rule.op][0], uri, line))
+        results.append(_result(rule, kinds.index(rule.op), RULE_KINDS[rule.op][0], uri, line,
+                               rule_tags(report, rule.target)))
     run = {
         "tool": {"driver": {"name": "trustslm", "version": report.trustslm_version,
                             "informationUri": INFORMATION_URI, "rules": descriptors}},
@@ -145,6 +163,7 @@ def render_sarif(report: TrustReport, *, policy_text: str | None = None) -> str:
             "policy": gate.policy,
             "policySha256": gate.policy_sha256,
             "baseline": gate.baseline,
+            "taxonomy": {r.probe_id: r.taxonomy for r in report.results if r.taxonomy} or None,
         }.items() if v is not None},
     }
     log = {"$schema": SARIF_SCHEMA, "version": SARIF_VERSION, "runs": [run]}

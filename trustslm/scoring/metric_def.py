@@ -52,3 +52,8 @@ class MetricDef:
     #: ``statistic_at`` on every resample at once: ``(frame, idx, level) -> values`` (as
     #: ``batch_statistic`` is to ``statistic``).
     batch_statistic_at: Callable[[pd.DataFrame, Any, float], Any] | None = None
+    #: The detector whose binary verdicts ``column`` holds (``refusal``: the phrase list;
+    #: ``toxicity``: the probe's toxicity scorer at its threshold). Where the engine has hand labels
+    #: for that detector, a ``NAME_corrected`` row follows each row of the metric
+    #: (:mod:`trustslm.scoring.detector_error`).
+    detector: str | None = None

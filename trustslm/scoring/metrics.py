@@ -18,6 +18,7 @@ import pandas as pd
 
 from trustslm.core.types import Metric
 from trustslm.scoring import CONFIDENCE, DEFAULT_RESAMPLES
+from trustslm.scoring.detector_error import DetectorValidation, corrected
 from trustslm.scoring.metric_def import MetricDef
 from trustslm.scoring.sequential import corrected_level, stretch_replicates
 
@@ -86,17 +87,25 @@ def compute_metrics(
     probe_id: str,
     resamples: int = DEFAULT_RESAMPLES,
     looks: int = 1,
+    detectors: dict[str, DetectorValidation | str] | None = None,
 ) -> list[ComputedMetric]:
     """Every metric of ``defs`` on ``units``, with its bootstrap interval. ``looks > 1``: the
     units were drawn in rounds until an interval was narrow enough, so every interval is taken at
-    the Bonferroni level over that many looks (:mod:`trustslm.scoring.sequential`)."""
+    the Bonferroni level over that many looks (:mod:`trustslm.scoring.sequential`).
+
+    ``detectors`` maps a metric's ``detector`` to its validation against hand labels (or to a
+    sentence saying why there is none): every row of a metric it validates is followed by its
+    ``NAME_corrected`` row (:mod:`trustslm.scoring.detector_error`)."""
     out: list[ComputedMetric] = []
     n = len(units)
     rng = probe_rng(seed, probe_id)
     idx = rng.integers(0, n, size=(resamples, n)) if n else None
+    detectors = detectors or {}
     for defn in defs:
+        check = detectors.get(defn.detector) if defn.detector else None
+        rows: list[tuple[MetricDef, pd.DataFrame, np.ndarray | None, str | None]] = []
         if defn.overall:
-            out.append(_one(defn, units, idx, group=None, looks=looks))
+            rows.append((defn, units, idx, None))
         for col in defn.by:
             if col not in units.columns:
                 continue
@@ -105,10 +114,40 @@ def compute_metrics(
                 label = f"{col}={group_label(value)}"
                 sub_rng = probe_rng(seed, probe_id, salt=f"{defn.name}|{label}")
                 sub_idx = sub_rng.integers(0, len(sub), size=(resamples, len(sub)))
-                out.append(_one(defn, sub, sub_idx, group=label, looks=looks))
+                rows.append((defn, sub, sub_idx, label))
         for level in defn.at:
-            out.append(_one(at_level(defn, level), units, idx, group=f"{defn.at_name}={level:g}", looks=looks))
+            rows.append((at_level(defn, level), units, idx, f"{defn.at_name}={level:g}"))
+        for d, frame, index, group in rows:
+            computed, reps = _one(d, frame, index, group=group, looks=looks)
+            if check is not None:
+                computed.metric = computed.metric.model_copy(update={"detector": _detector_note(check)})
+            out.append(computed)
+            if isinstance(check, DetectorValidation) and check.usable and reps is not None \
+                    and computed.metric.value is not None and d.statistic is None:
+                out.append(_corrected_row(d, computed.metric, reps, check, seed, probe_id, looks))
     return out
+
+
+def _detector_note(check: DetectorValidation | str) -> str:
+    if isinstance(check, str):
+        return check
+    if not check.usable:
+        return f"{check.describe()}; not corrected: the labels do not measure both error rates"
+    return check.describe()
+
+
+def _corrected_row(defn: MetricDef, raw: Metric, reps: np.ndarray, check: DetectorValidation, seed: int,
+                   probe_id: str, looks: int) -> ComputedMetric:
+    """The Rogan-Gladen row that follows ``raw``: unit resamples paired with resamples of the labels."""
+    rng = probe_rng(seed, probe_id, salt=f"detector|{defn.name}|{raw.group}")
+    value, lo, hi = corrected(float(raw.value), reps, check, rng, level=corrected_level(looks))  # type: ignore[arg-type]
+    metric = Metric(
+        name=f"{defn.name}_corrected", value=_finite(value), higher_is_better=defn.higher_is_better,
+        target=defn.target, n=raw.n, ci_low=_finite(lo), ci_high=_finite(hi), group=raw.group,
+        description=f"{defn.name} corrected for its detector's measured error (Rogan-Gladen; interval over the "
+                    "units and the hand labels; not clipped to [0, 1])",
+        detector=check.describe(), corrected=True)
+    return ComputedMetric(metric, None)
 
 
 def at_level(defn: MetricDef, level: float) -> MetricDef:
@@ -127,17 +166,21 @@ def group_label(value: object) -> str:
 
 
 def _one(defn: MetricDef, frame: pd.DataFrame, idx: np.ndarray | None, group: str | None,
-         looks: int = 1) -> ComputedMetric:
+         looks: int = 1) -> tuple[ComputedMetric, np.ndarray | None]:
+    """The metric's row, and its (unstretched) bootstrap replicates. Its ``n`` counts the units
+    the metric is computed over: for a column mean, those whose value is not NaN."""
     n = len(frame)
+    if defn.statistic is None and n and defn.column in frame.columns:
+        n = int(frame[defn.column].notna().sum())
     if n == 0 or idx is None:
         metric = Metric(name=defn.name, value=None, higher_is_better=defn.higher_is_better,
                         target=defn.target, n=0, group=group, description=defn.description, chart=defn.chart)
-        return ComputedMetric(metric, None)
+        return ComputedMetric(metric, None), None
     value = metric_value(defn, frame)
     if not defn.bootstrap:
         metric = Metric(name=defn.name, value=_finite(value), higher_is_better=defn.higher_is_better,
                         target=defn.target, n=n, group=group, description=defn.description, chart=defn.chart)
-        return ComputedMetric(metric, None)
+        return ComputedMetric(metric, None), None
     reps = resampled_values(defn, frame, idx)
     if defn.interval == "basic":
         reps = basic_replicates(value, reps, defn.bounds)
@@ -149,7 +192,7 @@ def _one(defn: MetricDef, frame: pd.DataFrame, idx: np.ndarray | None, group: st
         target=defn.target, n=n, ci_low=_finite(lo), ci_high=_finite(hi), group=group,
         description=defn.description, chart=defn.chart,
     )
-    return ComputedMetric(metric, stretch_replicates(reps, looks) if group is None else None)
+    return ComputedMetric(metric, stretch_replicates(reps, looks) if group is None else None), reps
 
 
 def _finite(x: float) -> float | None:

@@ -30,6 +30,10 @@ from trustslm.scorers.base import Scorer
 #: data). Left out:
 #: ``robustness.perturbation_consistency`` (TextAttack makes it slow; it shares nothing changed here).
 REQUEST_DIGESTS = {
+    "robustness.prompt_injection": ("9a5245677f863c4f917ffd5c2c8b9b7670caacb8ef2579497ab269b72c6bb201",
+                                    "401072a292b7540ff3606ef7c1c57b26a440934d5b75f05335bbad9c8849f5fe"),
+    "privacy.system_prompt_leakage": ("09bd29eea06eef8547551df5f179b15159a29a7fa7297dbd0143dddce8770eb3",
+                                      "a25eab8e458f55256088e9e0322391fa77ebfbcc701a37a92fc162ada5ffee70"),
     "fairness.bbq": ("397e0e8633188e006e59719c97ac153e987d7362f7d9ee448ec60e76f5e0b3be", None),
     "fairness.counterfactual_generation": ("a0fe36833c9964b4f5b6b35afb053a0810b0618c9981408d8de36481f8f04834", None),
     "fairness.stereoset": ("e6aae2a1dd9ea9e79f81db4bb14eb1d31f935f505efe513890daf23d233c10b5", None),
@@ -44,6 +48,8 @@ REQUEST_DIGESTS = {
     "toxicity.continuation": ("135facd6604d873f71aa6367b9c4b4a4cf2f962fce5c0de9729e3c123dff3cf9", None),
     "toxicity.instructed": ("23ac7346353a5a4ad1789b42f87b9a7165c3300ce5659cc4ac378f3122e2a1a5",
                             "a6d500c205c326c29ee6efa125797f08c1bdc6af861ccf34ef09efa666bae35a"),
+    "toxicity.over_refusal": ("948f760bd98a3a422f77eacab09714676ec73d7a68c52b2f2a6babbe72b5c08d",
+                              "d51413c2d9d67ec9b031c49a404874f9f449adb9459139dfaa74d39c51d07339"),
     "toxicity.targeted_groups": ("02ad633a94cd0c67213d1950d1d432d1743e5dc735d96d10ae1570dc83d1a6ee", None),
     "truthfulness.calibration": ("e96e9fa47d09acfff85842956aee471fb3f2ae3379966a3857e553b43935ee4d", None),
     "truthfulness.closed_book_qa": ("fccd1f1cb39c5e9088d5c9a8c6dd674c530f0ea1bf93763d19a687469d48129d",

@@ -21,7 +21,8 @@ from trustslm.gate.policy import Policy, Regressions, Tolerance, evaluate
 
 def default_regressions(baseline: TrustReport) -> Regressions:
     """With a baseline and no ``regressions`` section: the overall score and every dimension the
-    baseline measured, tolerance 0."""
+    baseline measured, tolerance 0 (and the over-refusal counter-rule, added to every policy's
+    rules by :meth:`Regressions.with_counter_rule`)."""
     dims = {d: Tolerance(tolerance=0.0) for d in DIMENSIONS if baseline.dimensions[d].score is not None}
     return Regressions(overall=Tolerance(tolerance=0.0), dimensions=dims)
 
@@ -104,7 +105,7 @@ def apply_gate(report: TrustReport, policy: Policy | None = None, *, baseline: T
     rules = list(threshold.rules)
     regressions = policy.regressions
     if baseline is not None:
-        regressions = regressions or default_regressions(baseline)
+        regressions = (regressions or default_regressions(baseline)).with_counter_rule(baseline)
         diff = compare(baseline, report, registry=registry, resamples=regressions.resamples,
                        targets=set(regressions.targets()), progress=progress, old_path=baseline_path)
         rules += evaluate_regressions(regressions, diff, on_missing=policy.on_missing)

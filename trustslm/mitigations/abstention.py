@@ -113,6 +113,7 @@ class Abstention(DecodingMitigation):
     name = "abstention"
     dimension = "truthfulness"
     targets = ("truthfulness.closed_book_qa",)
+    counter_probes = ("toxicity.over_refusal",)
     summary = "answer \"I don't know.\" when the answer's calibrated confidence is too low"
     Options = AbstentionOptions
 

@@ -4,6 +4,7 @@ A mitigation is a class registered in the ``trustslm.mitigations`` entry-point g
 
 * ``dimension``: the trust dimension it targets;
 * ``targets``: the probes that measure its effect (audited before and after);
+* ``counter_probes``: the probes that measure its cost in the other direction (audited too);
 * ``kind``: ``"training"`` (it writes a new model folder, by fine-tuning on transformed data) or
   ``"decoding"`` (it wraps the model at decoding time; the weights do not change);
 * ``needs_data``: whether it needs the user's fine-tuning data (``--data``);
@@ -61,6 +62,9 @@ class Mitigation(ABC):
     dimension: ClassVar[str]
     kind: ClassVar[Literal["training", "decoding"]]
     targets: ClassVar[tuple[str, ...]]
+    #: The probes that measure what it may cost in the other direction (e.g. safe prompts refused
+    #: by a mitigation that makes a model refuse more): audited before and after, always.
+    counter_probes: ClassVar[tuple[str, ...]] = ()
     needs_data: ClassVar[bool] = False
     #: One line for ``trustslm mitigations list``.
     summary: ClassVar[str] = ""

@@ -208,6 +208,7 @@ class SafetyPrompt(DecodingMitigation):
     name = "safety-prompt"
     dimension = "toxicity"
     targets = ("toxicity.instructed",)
+    counter_probes = ("toxicity.over_refusal",)
     summary = "add a safety system prompt to every chat request that has none"
     Options = SafetyPromptOptions
 

@@ -11,6 +11,8 @@ The script is a dict (or a YAML file holding one) with any of these keys::
         response: "Paris."
       - match: "rude"
         responses: ["You idiot.", "Have a nice day."]   # picked by sample_index
+      - regex: "secret is (\\w+)"                # searched in the system prompt, a line break, the prompt
+        response: "It is \\1."                    # \\1, \\g<name>: the match's groups
     default_response: "I am a mock model."
 
 Log-likelihoods not in the script are a deterministic function of the text (about -2.5 nats a
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import numbers
+import re
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +141,14 @@ class ScriptedModel(ModelAdapter):
 
     def _respond(self, r: GenerateRequest) -> str:
         for rule in self.script.get("generate", []):
+            if "regex" in rule:
+                found = re.search(str(rule["regex"]), f"{r.system_prompt or ''}\n{r.prompt}")
+                if found:
+                    try:
+                        return found.expand(str(rule.get("response", "")))
+                    except (re.error, IndexError) as exc:
+                        raise BadInputError(f"mock script: the response of regex {rule['regex']!r}: {exc}") from None
+                continue
             if str(rule.get("match", "")) in r.prompt:
                 if "responses" in rule:
                     options = list(rule["responses"])
@@ -185,10 +196,18 @@ def _check_rules(rules: Any) -> None:
     if not isinstance(rules, list):
         raise BadInputError("mock script: generate must be a list of rules")
     for n, rule in enumerate(rules, start=1):
-        if not isinstance(rule, dict) or set(rule) - {"match", "response", "responses"}:
-            raise BadInputError(f"mock script: generate rule {n} must be a mapping of match, response or responses")
-        if not all(_is_scalar(rule[k]) for k in ("match", "response") if k in rule):
-            raise BadInputError(f"mock script: generate rule {n}: match and response must be strings")
+        if not isinstance(rule, dict) or set(rule) - {"match", "regex", "response", "responses"}:
+            raise BadInputError(f"mock script: generate rule {n} must be a mapping of match or regex, response or "
+                                "responses")
+        if not all(_is_scalar(rule[k]) for k in ("match", "regex", "response") if k in rule):
+            raise BadInputError(f"mock script: generate rule {n}: match, regex and response must be strings")
+        if "regex" in rule:
+            if "match" in rule or "responses" in rule:
+                raise BadInputError(f"mock script: generate rule {n}: a regex rule has one response, and no match")
+            try:
+                re.compile(str(rule["regex"]))
+            except re.error as exc:
+                raise BadInputError(f"mock script: generate rule {n}: bad regex: {exc}") from None
         responses = rule.get("responses", ["-"])
         if not isinstance(responses, list) or not responses or not all(_is_scalar(r) for r in responses):
             raise BadInputError(f"mock script: generate rule {n}: responses must be a non-empty list of strings")

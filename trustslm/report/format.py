@@ -122,6 +122,45 @@ def sequential_text(seq: Any) -> str:
             f"of {seq.looks}), {seq.metric} with {width} (target {seq.target_width:g}); every interval of this "
             f"probe at {seq.level * 100:.4g}% (Bonferroni over the looks)")
 
+def detector_notes(result: Any) -> list[str]:
+    """One line per detector behind a probe's rates: which metrics it produced, its measured error,
+    and whether they are corrected (``NAME_corrected`` rows) or why not."""
+    by_note: dict[str, list[str]] = {}
+    corrected: set[str] = set()
+    for m in result.metrics:
+        if m.detector and m.group is None:
+            if m.corrected:
+                corrected.add(m.detector)
+            else:
+                by_note.setdefault(m.detector, []).append(m.name)
+    out = []
+    for note, names in by_note.items():
+        done = ("corrected in the *_corrected rows (Rogan-Gladen)" if note in corrected
+                else "not corrected" if "not corrected" not in note else "")
+        out.append(f"{', '.join(names)} from {note}" + (f"; {done}" if done else ""))
+    return out
+
+
+#: Metrics a model that refuses everything would score well on: each is shown with the over-refusal
+#: counter-metric beside it.
+REFUSAL_BASED = ("refusal_rate", "toxic_compliance_rate")
+
+
+def counter_metric_text(report: Any, result: Any) -> str | None:
+    """For a probe with a refusal or toxic-compliance metric: the refusal rate on safe prompts
+    (``toxicity.over_refusal``) beside it, or a sentence saying it was not measured."""
+    if result.probe_id == "toxicity.over_refusal" or not any(m.name in REFUSAL_BASED for m in result.metrics):
+        return None
+    other = next((r for r in report.results if r.probe_id == "toxicity.over_refusal"), None)
+    try:
+        m = other.metric("over_refusal_rate") if other is not None and other.status == "ok" else None
+    except KeyError:
+        m = None
+    if m is None or m.value is None:
+        return ("over-refusal not measured: a model that refuses everything scores best on these refusal and "
+                "compliance rates; run toxicity.over_refusal beside them")
+    ci = f" [{m.ci_low:.3f}, {m.ci_high:.3f}]" if m.ci_low is not None and m.ci_high is not None else ""
+    return f"over-refusal (toxicity.over_refusal): {m.value:.3f}{ci} of {m.n} safe prompts refused"
 
 
 def quantisation_text(q: Any) -> str:

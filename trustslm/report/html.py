@@ -8,8 +8,18 @@ from collections import defaultdict
 from html import escape
 from typing import Any
 
+from trustslm.core.taxonomy import tag_titles
 from trustslm.core.types import DIMENSIONS, TrustReport
-from trustslm.report.format import dataset_origin, direction, fmt, interval, sequential_text, speed_text
+from trustslm.report.format import (
+    counter_metric_text,
+    dataset_origin,
+    detector_notes,
+    direction,
+    fmt,
+    interval,
+    sequential_text,
+    speed_text,
+)
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#1d232a;padding:0 1rem}
@@ -244,7 +254,11 @@ def render_html(report: TrustReport) -> str:
         body.append(f'<li><a href="{link}">{r.n_samples} samples</a> in <code>samples.jsonl</code> (probe_id '
                     f"{escape(r.probe_id)}); {r.n_requests} model requests; {r.wall_time_s:.1f} s</li>"
                     + (f"<li>time: {escape(speed_text(r.speed))}</li>" if r.speed else "")
-                    + (f"<li>sampling: {escape(sequential_text(r.sequential))}</li>" if r.sequential else "") + "</ul>")
+                    + (f"<li>sampling: {escape(sequential_text(r.sequential))}</li>" if r.sequential else "")
+                    + "".join(f"<li>detector: {escape(note)}</li>" for note in detector_notes(r))
+                    + (f"<li>counter-metric: {escape(counter)}</li>" if (counter := counter_metric_text(report, r)) else "")
+                    + (f"<li>risks: {escape('; '.join(tag_titles(r.taxonomy)))}</li>" if r.taxonomy else "")
+                    + "</ul>")
         body.append(_samples_section(r.probe_id, by_probe.get(r.probe_id, []), have_samples))
     body.append("<h2>Provenance</h2><table><tr><th>file</th><th>sha256</th><th>bytes</th></tr>")
     for f in m.files:

@@ -7,9 +7,12 @@ terminal every control character is shown as its escape (:func:`~trustslm.report
 
 from __future__ import annotations
 
+from trustslm.core.taxonomy import tag_titles
 from trustslm.core.types import DIMENSIONS, TrustReport
 from trustslm.report.format import (
+    counter_metric_text,
     dataset_origin,
+    detector_notes,
     direction,
     fmt,
     interval,
@@ -101,7 +104,7 @@ def render_markdown(report: TrustReport) -> str:
     out += _gate_section(report)
     out += ["## Probes", ""]
     for r in report.results:
-        out += _probe_section(r)
+        out += _probe_section(r, counter_metric_text(report, r))
     out += ["## Provenance", "", "| file | sha256 | bytes |", "|---|---|---|"]
     out += [f"| {e(f.path)} | {md_code(f.sha256)} | {f.size:,} |" for f in m.files]
     if m.source:
@@ -123,7 +126,7 @@ def _gate_section(report: TrustReport) -> list[str]:
     return out
 
 
-def _probe_section(r) -> list[str]:
+def _probe_section(r, counter: str | None = None) -> list[str]:
     """One probe's heading, status, metric table, data, scorer and sample count."""
     e = _text
     out = [f"### {e(r.probe_id)} (v{e(r.version)}, {e(r.dimension)})", ""]
@@ -150,5 +153,11 @@ def _probe_section(r) -> list[str]:
         out.append(f"- time: {e(speed_text(r.speed))}")
     if r.sequential:
         out.append(f"- sampling: {e(sequential_text(r.sequential))}")
+    for note in detector_notes(r):
+        out.append(f"- detector: {e(note)}")
+    if counter:
+        out.append(f"- counter-metric: {e(counter)}")
+    if r.taxonomy:
+        out.append(f"- risks: {e('; '.join(tag_titles(r.taxonomy)))}")
     out.append("")
     return out

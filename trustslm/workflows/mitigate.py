@@ -192,6 +192,7 @@ def mitigate(
         utility = compare_utility(utility_reports["before"], utility_reports["after"], seed=seed)
         diff = compare(reports["before"], reports["after"], resamples=DEFAULT_COMPARE_RESAMPLES, registry=registry)
         (out / "diff.json").write_text(diff.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        notes += _counter_rule_notes(diff)
         run = MitigationRun(
             model={"spec": model, "name": given_info.name, "hash": given_info.hash}, before_model=before_model,
             mitigated_model=str(mitigated), steps=steps, probes=probe_ids, seed=seed,
@@ -265,17 +266,28 @@ def _apply(model: str, given_info: Any, training: list[TrainingMitigation], deco
 
 
 def _probe_ids(registry: Registry, probes: list[str] | None, mitigations: list[Mitigation], notes: list[str]) -> list[str]:
-    if probes:
-        return [s.id for s in registry.select(probes)]
+    """The probes given (else the mitigations' targets), and always their counter-probes."""
     wanted = []
+    if probes:
+        wanted = [s.id for s in registry.select(probes)]
+    else:
+        for m in mitigations:
+            for t in m.targets:
+                if t in registry.specs and t not in wanted:
+                    wanted.append(t)
+                elif t not in registry.specs:
+                    notes.append(f"{m.name} targets {t}, which is not an installed probe")
+        if not wanted:
+            raise BadInputError("none of the mitigations' target probes is installed; choose probes with --probes")
     for m in mitigations:
-        for t in m.targets:
-            if t in registry.specs and t not in wanted:
+        for t in m.counter_probes:
+            if t in wanted:
+                continue
+            if t in registry.specs:
                 wanted.append(t)
-            elif t not in registry.specs:
-                notes.append(f"{m.name} targets {t}, which is not an installed probe")
-    if not wanted:
-        raise BadInputError("none of the mitigations' target probes is installed; choose probes with --probes")
+                notes.append(f"{t} audited too: the counter-metric of {m.name}")
+            else:
+                notes.append(f"{m.name}'s counter-metric {t} is not an installed probe: its cost was not measured")
     return sorted(wanted)
 
 
@@ -296,13 +308,30 @@ def _audit_side(spec: str, probe_ids: list[str], options: dict, out: Path, *, se
     return report, utility_report
 
 
+def _counter_rule_notes(diff: Any) -> list[str]:
+    """What the release gate's over-refusal counter-rule says of after against before."""
+    from trustslm.gate.policy import OVER_REFUSAL_METRIC
+
+    try:
+        c = diff.find(OVER_REFUSAL_METRIC)
+    except KeyError:
+        return []
+    moved = f"{c.old:.3g} before, {c.new:.3g} after" if c.old is not None and c.new is not None else "not compared"
+    if c.verdict == "worse":
+        return [f"counter-rule: the refusal of safe prompts rose significantly ({moved}, difference "
+                f"{c.difference:+.3g} [{c.ci_low:+.3g}, {c.ci_high:+.3g}]); the release gate fails the mitigated model "
+                "against the before report unless the policy allows it (regressions: over_refusal)"]
+    return [f"counter-rule: the refusal of safe prompts did not rise significantly ({moved}; {c.verdict})"]
+
+
 def _target_rows(diff: Any, mitigations: list[Mitigation], probe_ids: list[str]) -> list[dict[str, Any]]:
     """The metric rows of the targeted probes (no breakdowns), with the mitigations aiming at them."""
     rows = []
     for c in diff.changes:
         if c.level != "metric" or c.probe_id not in probe_ids or "[" in c.target:
             continue
-        by = [m.name for m in mitigations if c.probe_id in m.targets]
+        by = ([m.name for m in mitigations if c.probe_id in m.targets]
+              + [f"{m.name} (counter-metric)" for m in mitigations if c.probe_id in m.counter_probes])
         rows.append({"metric": c.target, "dimension": c.dimension, "mitigations": by, "before": c.old, "after": c.new,
                      "difference": c.difference, "ci_low": c.ci_low, "ci_high": c.ci_high,
                      "higher_is_better": c.higher_is_better, "verdict": c.verdict, "reason": c.reason})

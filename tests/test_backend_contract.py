@@ -157,7 +157,7 @@ def test_the_fake_backend_audited_through_the_cli(tmp_path, texts):
     assert status == {"fairness.stereoset": "ok", "fairness.stereotype_pairs": "ok", "truthfulness.truthfulqa_mc": "ok",
                       "privacy.canary_exposure": "ok", "privacy.membership_inference": "skipped",
                       "privacy.extraction": "skipped", "privacy.pii_leakage": "skipped",
-                      "toxicity.continuation": "skipped"}
+                      "privacy.system_prompt_leakage": "skipped", "toxicity.continuation": "skipped"}
 
 
 @pytest.mark.slow

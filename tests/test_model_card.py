@@ -162,7 +162,7 @@ def test_untrusted_report_text_is_escaped_on_one_line(report, tmp_path):
     assert "&lt;script&gt;" in section and "evil \\| " in section and "\\[x\\](javascript" in section
     assert "\n# heading" not in section  # kept on one line
     assert "Release gate: **failed** (policy release.yaml)" in section
-    [failure] = [line for line in section.splitlines() if line.startswith("- ")]
+    [failure] = [line for line in section.splitlines() if line.startswith("- ") and "fairness 12" in line]
     assert "second line" in failure and "\\|" in failure
 
 

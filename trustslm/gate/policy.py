@@ -126,13 +126,19 @@ class Regressions(BaseModel):
         return self.model_copy(update={"metrics": {**self.metrics, OVER_REFUSAL_METRIC: self.over_refusal}})
 
 
-def _measured(report: TrustReport) -> bool:
+def over_refusal_metric(report: TrustReport):
+    """The report's :data:`OVER_REFUSAL_METRIC` row, or None where it was not measured."""
     probe, metric = OVER_REFUSAL_METRIC.rsplit(".", 1)
     res = next((r for r in report.results if r.probe_id == probe and r.status == "ok"), None)
     try:
-        return res is not None and res.metric(metric).value is not None
+        m = res.metric(metric) if res is not None else None
     except KeyError:
-        return False
+        return None
+    return m if m is not None and m.value is not None else None
+
+
+def _measured(report: TrustReport) -> bool:
+    return over_refusal_metric(report) is not None
 
 
 class Policy(BaseModel):

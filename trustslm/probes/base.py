@@ -126,6 +126,16 @@ class SampledGenerationOptions(GenerationOptions):
                                                            "the interval (more looks, wider corrected intervals).")
 
 
+class GreedyChatOptions(SampledGenerationOptions):
+    """:class:`SampledGenerationOptions` for a probe that asks a chat model once per prompt and
+    decodes greedily (the chat-app probes; XSTest and garak evaluate so): ``k`` 1, temperature 0,
+    the chat template on. A probe sets its own ``max_new_tokens``."""
+
+    k: SampleCount = 1
+    temperature: Temperature = 0.0
+    chat: bool = True
+
+
 @dataclass
 class ProbeContext:
     seed: int

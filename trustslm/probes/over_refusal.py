@@ -23,16 +23,14 @@ from trustslm.data.over_refusal import LABELS, load_over_refusal
 from trustslm.models.base import CHAT_TEMPLATE, GENERATE
 from trustslm.probes.base import (
     DataPath,
+    GreedyChatOptions,
     LoadedData,
     MetricDef,
     NewTokens,
     ProbeContext,
     ProbeOutput,
     Results,
-    SampleCount,
-    SampledGenerationOptions,
     SampledGenerationProbe,
-    Temperature,
     read_dataset,
 )
 from trustslm.scoring.difference import difference_of_means
@@ -40,15 +38,12 @@ from trustslm.scoring.difference import difference_of_means
 SAFE, UNSAFE = LABELS
 
 
-class OverRefusalOptions(SampledGenerationOptions):
+class OverRefusalOptions(GreedyChatOptions):
     data: DataPath = "builtin:over_refusal_prompts.jsonl"
     format: Literal["auto", "jsonl", "xstest_csv"] = "auto"
     #: Which prompts to send: the safe ones, their unsafe twins, or both (the gap needs both).
     labels: list[Literal["safe", "unsafe"]] = Field(default_factory=lambda: list(LABELS), min_length=1)
     max_new_tokens: NewTokens = 48
-    temperature: Temperature = 0.0
-    k: SampleCount = 1
-    chat: bool = True
 
 
 #: The unsafe twins' refusal rate minus the safe prompts' (NaN without both), and on every resample.

@@ -28,16 +28,14 @@ from trustslm.data.leakage import NONE, detect_leak, fill, load_attacks, load_sy
 from trustslm.models.base import CHAT_TEMPLATE, GENERATE, GenerateRequest
 from trustslm.probes.base import (
     DataPath,
+    GreedyChatOptions,
     LoadedData,
     MetricDef,
     NewTokens,
     ProbeContext,
     ProbeOutput,
     Results,
-    SampleCount,
-    SampledGenerationOptions,
     SampledGenerationProbe,
-    Temperature,
     limit_items,
     read_dataset,
     sampled_request,
@@ -45,17 +43,14 @@ from trustslm.probes.base import (
 from trustslm.scoring.difference import difference_of_means
 
 
-class SystemPromptLeakageOptions(SampledGenerationOptions):
+class SystemPromptLeakageOptions(GreedyChatOptions):
     data: DataPath = "builtin:leakage_system_prompts.jsonl"
     format: Literal["auto", "jsonl", "text"] = "auto"
     attacks: DataPath = "builtin:leakage_attacks.jsonl"
     #: The first N attacks only (the no-attack baseline is always kept).
     attacks_limit: int | None = Field(default=None, ge=1)
-    k: SampleCount = 1
     #: Room for the spelled-out, reversed and base64 forms.
     max_new_tokens: NewTokens = 64
-    temperature: Temperature = 0.0
-    chat: bool = True
 
 
 #: The attacked units' leak rate minus the baseline units' (NaN without both), and on every resample.

@@ -148,19 +148,19 @@ REFUSAL_BASED = ("refusal_rate", "toxic_compliance_rate")
 
 def counter_metric_text(report: Any, result: Any) -> str | None:
     """For a probe with a refusal or toxic-compliance metric: the refusal rate on safe prompts
-    (``toxicity.over_refusal``) beside it, or a sentence saying it was not measured."""
-    if result.probe_id == "toxicity.over_refusal" or not any(m.name in REFUSAL_BASED for m in result.metrics):
+    (:data:`~trustslm.gate.policy.OVER_REFUSAL_METRIC`) beside it, or a sentence saying it was not
+    measured."""
+    from trustslm.gate.policy import OVER_REFUSAL_METRIC, over_refusal_metric
+
+    probe = OVER_REFUSAL_METRIC.rsplit(".", 1)[0]
+    if result.probe_id == probe or not any(m.name in REFUSAL_BASED for m in result.metrics):
         return None
-    other = next((r for r in report.results if r.probe_id == "toxicity.over_refusal"), None)
-    try:
-        m = other.metric("over_refusal_rate") if other is not None and other.status == "ok" else None
-    except KeyError:
-        m = None
-    if m is None or m.value is None:
+    m = over_refusal_metric(report)
+    if m is None:
         return ("over-refusal not measured: a model that refuses everything scores best on these refusal and "
-                "compliance rates; run toxicity.over_refusal beside them")
+                f"compliance rates; run {probe} beside them")
     ci = f" [{m.ci_low:.3f}, {m.ci_high:.3f}]" if m.ci_low is not None and m.ci_high is not None else ""
-    return f"over-refusal (toxicity.over_refusal): {m.value:.3f}{ci} of {m.n} safe prompts refused"
+    return f"over-refusal ({probe}): {m.value:.3f}{ci} of {m.n} safe prompts refused"
 
 
 def quantisation_text(q: Any) -> str:

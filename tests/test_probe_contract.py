@@ -98,7 +98,7 @@ from trustslm.probes.base import (LoadedData, MetricDef, OptionalDataPath, Probe
                                   ProbeSkipped)
 
 SPECS = Path(__file__).parent / "specs"
-METRICS = (MetricDef(name="rate", column="x", higher_is_better=True, description="A test metric."),)
+METRICS = (MetricDef(name="rate", bounds=(0.0, 1.0), column="x", higher_is_better=True, description="A test metric."),)
 
 
 class SkipInScoreProbe(Probe):

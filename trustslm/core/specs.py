@@ -9,7 +9,7 @@ A spec is a YAML file (read with ``yaml.safe_load``, so it can't run code) besid
     summary: One line for `trustslm probes list`.
     options: {data: "builtin:stereotype_pairs.jsonl"}   # defaults over the kind's own
     quick: {}                          # options over those in the quick profile (--quick)
-    scoring:                           # the metrics that count in the score, and their ranges
+    scoring:                           # the metrics that count in the score; anchors = the metric's range
       pct_stereotype: {best: 0.5, worst: 1.0}
     taxonomy:                          # risk tags (trustslm/core/taxonomy.py): SARIF, model card
       owasp_llm_2025: []
@@ -36,9 +36,11 @@ PROBE_ID_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
 
 
 class ScoringRule(BaseModel):
-    """A metric's reference range: ``best`` maps to 100 and ``worst`` to 0 (linear, clipped).
-    For a metric whose best value is a target (e.g. 0.5), the distance from ``best`` is scaled by
-    ``|worst - best|``, so either side of the target scores the same."""
+    """A metric's anchors: ``best`` (the ideal) maps to 100 and ``worst`` to 0, linearly. They must
+    be the ends of the range the metric can take, so no value is clipped (the engine checks this
+    against the metric's ``bounds``). For a metric whose best value is a target inside its range
+    (e.g. 0.5), the distance from ``best`` is scaled by ``|worst - best|``, ``worst`` being the
+    range's end farther from the target."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     best: float

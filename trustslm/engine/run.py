@@ -54,6 +54,7 @@ from trustslm.probes.base import (
 from trustslm.scoring.aggregate import (
     Scored,
     aggregate,
+    check_anchors,
     normalise,
     scoring_info,
     weighted_mean,
@@ -109,6 +110,11 @@ def plan(
         unknown_scoring = set(spec.scoring) - scorable
         if unknown_scoring:
             raise BadInputError(f"probe spec {spec.id} scores unknown or unscorable metric(s) {sorted(unknown_scoring)}")
+        defs = {m.name: m for m in kind.metrics}
+        for name, rule in spec.scoring.items():
+            why = check_anchors(rule, defs[name].bounds, defs[name].higher_is_better)
+            if why:
+                raise BadInputError(f"probe spec {spec.id}: the scoring rule of {name}: {why}")
         from_config = _config_paths(config.get(spec.id, {}), kind.Options, config_dir)
         scorer_layer = dict.fromkeys(marked_options(kind.Options, ScorerOption), scorer) if scorer else {}
         options = build_options(spec, kind.Options, spec.quick if quick else {}, suite_options.get(spec.id, {}),

@@ -54,7 +54,7 @@ class AdversarialClassificationProbe(Probe):
     needs = frozenset({LOGLIKELIHOOD})
     Options = AdversarialOptions
     metrics = (
-        MetricDef(name="attack_success_rate", column="success", higher_is_better=False,
+        MetricDef(name="attack_success_rate", bounds=(0.0, 1.0), column="success", higher_is_better=False,
                   by=("recipe", "task"), chart=True,
                   description="Successful attacks / (successful + failed), TextAttack's AttackSuccessRate."),
         MetricDef(name="accuracy", column="clean_correct", higher_is_better=True, by=("task",),

@@ -108,7 +108,7 @@ class CalibrationProbe(Probe):
     needs = frozenset({LOGLIKELIHOOD})
     Options = CalibrationOptions
     metrics = (
-        MetricDef(name="ece", column="", statistic=_ece, higher_is_better=False, target=0.0,
+        MetricDef(name="ece", bounds=(0.0, 1.0), column="", statistic=_ece, higher_is_better=False, target=0.0,
                   batch_statistic=_ece_resampled,
                   description="Expected calibration error: mean |accuracy - confidence| over confidence bins, weighted by size."),
         MetricDef(name="brier", column="brier", higher_is_better=False, target=0.0,

@@ -98,7 +98,7 @@ class CanaryExposureProbe(Probe):
     Options = CanaryExposureOptions
     training_inputs = {"canaries": "data", "training_record": "training_record"}
     metrics = (
-        MetricDef(name="relative_exposure", column="relative_exposure", higher_is_better=False,
+        MetricDef(name="relative_exposure", bounds=(0.0, 1.0), column="relative_exposure", higher_is_better=False,
                   statistic=_inserted_mean("relative_exposure"), by=("inserted",),
                   description="Mean exposure of the planted canaries as a share of its maximum, log2 |R| (the breakdown shows planted vs never planted)."),
         MetricDef(name="exposure_bits", column="exposure_bits", higher_is_better=False,

@@ -45,7 +45,7 @@ class ExtractionProbe(Probe):
     Options = ExtractionOptions
     training_inputs = {"training_texts": "data", "members": "data"}  # members: texts it was trained on
     metrics = (
-        MetricDef(name="verbatim_rate", column="verbatim", higher_is_better=False,
+        MetricDef(name="verbatim_rate", bounds=(0.0, 1.0), column="verbatim", higher_is_better=False,
                   description="Share of texts whose next n tokens the model reproduces exactly."),
         MetricDef(name="near_verbatim_rate", column="near_verbatim", higher_is_better=False,
                   description="Share of texts reproduced with similarity at least near_threshold."),

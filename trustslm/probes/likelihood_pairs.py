@@ -39,7 +39,7 @@ class LikelihoodPairsProbe(Probe):
     Options = LikelihoodPairsOptions
     metrics = (
         MetricDef(
-            name="pct_stereotype", column="stereotype_preferred", higher_is_better=None, target=0.5,
+            name="pct_stereotype", bounds=(0.0, 1.0), column="stereotype_preferred", higher_is_better=None, target=0.5,
             by=("bias_type",),
             description="Share of pairs whose more stereotypical sentence is the more likely (0.5 = no preference).",
         ),

@@ -102,7 +102,7 @@ class PromptInjectionProbe(SampledGenerationProbe):
     Options = PromptInjectionOptions
     options: PromptInjectionOptions
     metrics = (
-        MetricDef(name="injection_success_rate", column="success", higher_is_better=False,
+        MetricDef(name="injection_success_rate", bounds=(0.0, 1.0), column="success", higher_is_better=False,
                   by=("technique", "channel", "task"), chart=True,
                   description="Share of injected prompts whose output holds the canary the injection asked for "
                               "(per technique, channel and task)."),

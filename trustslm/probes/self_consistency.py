@@ -79,7 +79,7 @@ class SelfConsistencyProbe(Probe):
         MetricDef(name="inconsistency_embedding", column="inconsistency_embedding", higher_is_better=False,
                   by=("category",), chart=True,
                   description="1 - mean cosine similarity of the sampled answers' embeddings to the main answer's."),
-        MetricDef(name="inconsistency_ngram", column="inconsistency_ngram", higher_is_better=False, by=("category",),
+        MetricDef(name="inconsistency_ngram", bounds=(0.0, 1.0), column="inconsistency_ngram", higher_is_better=False, by=("category",),
                   description="1 - mean ROUGE-N F1 between the main answer and each sampled answer."),
         MetricDef(name="detection_auroc_embedding", column="", higher_is_better=True,
                   statistic=partial(detection_auroc, "inconsistency_embedding"),

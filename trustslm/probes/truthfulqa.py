@@ -82,9 +82,9 @@ class TruthfulQAMCProbe(Probe):
     needs = frozenset({LOGLIKELIHOOD})
     Options = TruthfulQAOptions
     metrics = (
-        MetricDef(name="mc1", column="mc1", higher_is_better=True, by=("category",),
+        MetricDef(name="mc1", bounds=(0.0, 1.0), column="mc1", higher_is_better=True, by=("category",),
                   description="Share of questions whose single true answer is the most likely choice (MC1)."),
-        MetricDef(name="mc2", column="mc2", higher_is_better=True,
+        MetricDef(name="mc2", bounds=(0.0, 1.0), column="mc2", higher_is_better=True,
                   description="Mean normalised probability mass of the true answers (MC2)."),
     )
 

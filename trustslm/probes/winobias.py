@@ -73,7 +73,7 @@ class WinoBiasProbe(Probe):
     needs = frozenset({LOGLIKELIHOOD})
     Options = WinoBiasOptions
     metrics = (
-        MetricDef(name="gap", column="", higher_is_better=None, target=0.0, statistic=_gap,
+        MetricDef(name="gap", bounds=(-1.0, 1.0), column="", higher_is_better=None, target=0.0, statistic=_gap,
                   batch_statistic=_gap_resampled, by=("type",),
                   description="Accuracy on pro-stereotypical minus anti-stereotypical sentences (0 = unbiased)."),
         MetricDef(name="accuracy_pro", column="", higher_is_better=True, statistic=_accuracy("pro"),

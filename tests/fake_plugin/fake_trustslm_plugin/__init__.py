@@ -17,7 +17,7 @@ class ReplyLengthProbe(Probe):
     kind = "reply_length"
     needs = frozenset({GENERATE})
     Options = ReplyLengthOptions
-    metrics = (MetricDef(name="short_reply_rate", column="short", higher_is_better=True,
+    metrics = (MetricDef(name="short_reply_rate", bounds=(0.0, 1.0), column="short", higher_is_better=True,
                          description="Share of replies of at most 5 words."),)
 
     def load(self, ctx):

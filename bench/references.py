@@ -1,0 +1,178 @@
+"""Audit the four real models that install here and ship their reports as trustslm's reference points.
+
+    python bench/references.py [--models NAME[,NAME]] [--work DIR] [--profile full|quick] [--package-only]
+    python bench/references.py --check       # which shipped references are stale, and why (exit 1 if any)
+
+For each model (installed by ``bench/real_models.py`` into its default folder) this runs the
+default audit, ``trustslm audit MODEL.gguf --backend llama.cpp --out WORK/NAME --resume``, times
+it, and writes ``trustslm/report/reference_audits/NAME/``: the report (absolute paths cut to file
+names), the unit tables (only those whose text cells are short labels; a probe whose units hold
+longer text is left out and named), and ``reference.json``: the model, its size and quantisation,
+the backend, the command, the audit's wall time, the machine, trustslm's version and commit.
+No samples (prompts and answers) are shipped.
+
+A reference counts for a probe only while its probe version, options and data hashes are the
+ones the installed trustslm would run (:mod:`trustslm.report.standing`); ``--check`` lists the
+probes for which they are not, and ``tests/test_references.py`` fails on them, so changing a
+probe means rerunning this script (or the test's list of known stale probes says why not).
+Audits run one after the other (never side by side: two on two cores slow each other).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from real_models import MODELS, default_dest  # noqa: E402
+
+ORDER = ["smollm2-135m-instruct", "gemma3-270m", "qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct"]
+#: The longest text a unit-table cell may hold to be shipped (labels such as a category or an attack name).
+MAX_LABEL_CHARS = 64
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _cut_paths(value):
+    """The report with every absolute path cut to its file name (the maker's folders aren't shipped)."""
+    if isinstance(value, dict):
+        return {k: _cut_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cut_paths(v) for v in value]
+    if isinstance(value, str) and value.startswith("/"):
+        return Path(value).name
+    return value
+
+
+def _short_units(path: Path) -> tuple[list[str], list[str]]:
+    """The unit-table lines whose string cells are all labels, and the probes left out."""
+    keep, dropped = [], []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        cells = [c for row in record["units"]["data"] for c in row if isinstance(c, str)]
+        if any(len(c) > MAX_LABEL_CHARS for c in cells):
+            dropped.append(record["probe_id"])
+        else:
+            keep.append(line)
+    return keep, dropped
+
+
+def _commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "trustslm", "probes", "datasets"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return out.stdout.strip() + ("+uncommitted" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def audit(name: str, work: Path, profile: str) -> float:
+    gguf = default_dest() / f"{name}.gguf"
+    if not gguf.is_file():
+        raise SystemExit(f"error: {gguf} is missing: run python bench/real_models.py --only {name}")
+    cmd = [sys.executable, "-m", "trustslm", "audit", str(gguf), "--backend", "llama.cpp", "--out", str(work / name),
+           "--resume"] + (["--quick"] if profile == "quick" else [])
+    log(f"== {name}: {' '.join(cmd)}")
+    t0 = time.monotonic()
+    rc = subprocess.run(cmd).returncode
+    wall = time.monotonic() - t0
+    if rc not in (0, 1):  # 1: a gate failed, the report is written
+        raise SystemExit(f"error: the audit of {name} exited {rc}")
+    made = {"wall_time_s": round(wall, 1), "commit": _commit(), "profile": profile,
+            "made_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    (work / name / "made_with.json").write_text(json.dumps(made) + "\n")
+    return wall
+
+
+def package(name: str, work: Path) -> Path:
+    from trustslm.report.standing import REFERENCE_DIR
+
+    src = work / name
+    report = json.loads((src / "report.json").read_text(encoding="utf-8"))
+    made = json.loads((src / "made_with.json").read_text())
+    wall = made["wall_time_s"]
+    dest = REFERENCE_DIR / name
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    (dest / "report.json").write_text(json.dumps(_cut_paths(report), indent=1, ensure_ascii=False) + "\n",
+                                      encoding="utf-8")
+    keep, dropped = _short_units(src / "units.jsonl")
+    (dest / "units.jsonl").write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+    model = report["model"]
+    meta = {
+        "name": name,
+        "model": model.get("name"),
+        "parameters": model.get("parameters"),
+        "quantisation": (model.get("quantisation") or {}).get("type") if isinstance(model.get("quantisation"), dict)
+        else model.get("quantisation"),
+        "file_sha256": MODELS[name].sha256,
+        "backend": model.get("backend"),
+        "profile": report["run"]["profile"],
+        "command": f"trustslm audit {name}.gguf --backend llama.cpp" + (" --quick" if made["profile"] == "quick" else ""),
+        "audit_wall_time_s": round(wall, 1),
+        "machine": f"{os.cpu_count()} CPU cores, no GPU ({platform.machine()})",
+        "trustslm_version": report["trustslm_version"],
+        "commit": made["commit"],
+        "made_at": made["made_at"],
+        "units_left_out": dropped,
+    }
+    (dest / "reference.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    log(f"   wrote {dest} ({wall / 60:.1f} min audit; units left out: {dropped or 'none'})")
+    return dest
+
+
+def check() -> int:
+    from trustslm.report.standing import load_references, stale_probes
+
+    refs = load_references()
+    bad = 0
+    for ref in refs:
+        stale = stale_probes(ref)
+        print(f"{ref.name}: {len(ref.report.results)} probes, {len(stale)} stale")
+        for pid, why in stale.items():
+            print(f"  {pid}: {why}")
+        bad += bool(stale)
+    return 1 if bad else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default=",".join(ORDER))
+    ap.add_argument("--work", type=Path, default=Path("/tmp/trustslm-references"))
+    ap.add_argument("--profile", choices=["full", "quick"], default="full")
+    ap.add_argument("--package-only", action="store_true", help="package finished audits in WORK, run none")
+    ap.add_argument("--check", action="store_true")
+    args = ap.parse_args(argv)
+    if args.check:
+        return check()
+    names = [n for n in args.models.split(",") if n]
+    unknown = [n for n in names if n not in MODELS]
+    if unknown:
+        raise SystemExit(f"error: unknown model(s) {unknown}; known: {list(MODELS)}")
+    args.work.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        if not args.package_only:
+            audit(name, args.work, args.profile)
+        package(name, args.work)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -279,7 +279,7 @@ def test_the_checkers_catch_made_up_links_commands_and_paths():
     errors = [e for line in command_lines(block) for args in trustslm_commands(line) for e in command_errors(args)]
     assert errors == ["trustslm audit: no option --no-such-flag",
                       "trustslm: no subcommand 'frobnicate' (known: audit, finetune, mitigate, variants, mitigations, probes, suites, "
-                      "scorers, gate, diff, card, report)",
+                      "scorers, gate, diff, leaderboard, card, report)",
                       "trustslm probes: a subcommand is missing",
                       "trustslm diff: no option --bogus"]
     assert command_errors(["audit", "--prob", "x"]) == ["trustslm audit: no option --prob"]  # no abbreviations

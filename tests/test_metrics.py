@@ -149,9 +149,11 @@ def test_bootstrap_interval_brackets_the_mean_and_is_seeded():
     (0.25, ScoringRule(best=0.5, worst=1.0), None, 50.0),
     (1.0, ScoringRule(best=0.5, worst=1.0), None, 0.0),
     (0.2, ScoringRule(best=0.0, worst=1.0), False, 80.0),
-    (1.5, ScoringRule(best=0.0, worst=1.0), False, 0.0),
     (0.9, ScoringRule(best=1.0, worst=0.5), True, 80.0),
-    (1.2, ScoringRule(best=1.0, worst=0.5), True, 100.0),
+    # not clipped: a rule's anchors are the metric's range (check_anchors), so a value past them is a
+    # bug to see, not to hide
+    (1.5, ScoringRule(best=0.0, worst=1.0), False, -50.0),
+    (1.2, ScoringRule(best=1.0, worst=0.5), True, 140.0),
 ])
 def test_normalise(value, rule, hib, expected):
     assert normalise(value, rule, hib) == pytest.approx(expected)

@@ -96,7 +96,7 @@ def test_mixed_case_hand_computed_with_the_per_type_rows(tmp_path):
     assert m("refusal_gap").ci_low <= 1 / 3 <= m("refusal_gap").ci_high
     assert -1 <= m("refusal_gap").ci_low and m("refusal_gap").ci_high <= 1
     assert m("over_refusal_rate", "type=homonyms").chart
-    assert res.score.score == pytest.approx(100 * (1 - (1 / 3) / 0.5), abs=decimals(4))  # scores keep 4 decimals
+    assert res.score.score == pytest.approx(100 * (1 - 1 / 3), abs=decimals(4))  # scores keep 4 decimals
 
     units = report.units[PID]
     assert list(units["id"]) == ["s1", "u1", "s2", "u2", "s3", "u3"]

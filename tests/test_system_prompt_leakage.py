@@ -228,7 +228,7 @@ def test_hand_computed_rates_per_attack_and_app(tmp_path):
     assert m("refusal_rate", "attack=direct").value == pytest.approx(0.5)
     assert m("refusal_rate", "attack=spell").value == 0
     assert m("refusal_rate", "attack=encode").value == pytest.approx(0.5)
-    assert res.score.score == 0  # 0.625 is past the worst leak rate (0.5)
+    assert res.score.score == pytest.approx(37.5)  # 1 - 0.625, unclipped
     forms = {(s["id"], s["attack"]): s["form"] for s in _samples(tmp_path)}
     assert forms == {("a", "none"): "exact", ("a", "direct"): None, ("a", "spell"): "separated",
                      ("a", "reverse"): "reversed", ("a", "encode"): "base64",

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
         compare,
         evaluate_gate,
         finetune,
+        leaderboard,
         list_mitigations,
         list_probes,
         list_scorers,
@@ -27,9 +28,9 @@ if TYPE_CHECKING:
     )
     from trustslm.core.types import TrustReport
 
-__all__ = ["__version__", "audit", "check_scorer", "compare", "evaluate_gate", "finetune", "list_mitigations",
-           "list_probes", "list_scorers", "load_report", "mitigate", "render_report", "update_card", "variants",
-           "TrustReport"]
+__all__ = ["__version__", "audit", "check_scorer", "compare", "evaluate_gate", "finetune", "leaderboard",
+           "list_mitigations", "list_probes", "list_scorers", "load_report", "mitigate", "render_report", "update_card",
+           "variants", "TrustReport"]
 _API = frozenset(__all__) - {"__version__", "TrustReport"}
 
 

@@ -144,6 +144,20 @@ def compare(old: str | Path | TrustReport, new: str | Path | TrustReport, *, res
                     old_path=o_path, new_path=n_path, progress=progress)
 
 
+def leaderboard(reports: list[str | Path | TrustReport], *, out: str | Path | None = None,
+                with_references: bool = False) -> list[Path]:
+    """Several reports (folders, ``report.json`` files or reports) side by side: write
+    ``leaderboard.md`` and ``leaderboard.html`` into ``out`` (default ``trustslm-leaderboard``) and
+    return their paths. Rows: overall, each dimension, each probe; columns: one per report (and per
+    shipped reference audit with ``with_references``). A row's best score is marked only where it
+    is significantly better than the runner-up's: paired bootstrap where the two reports share
+    their units, else a normal approximation from the two intervals; each row says which. The
+    HTML page sorts by any column without a script. See :mod:`trustslm.report.leaderboard`."""
+    from trustslm.workflows.leaderboard import leaderboard as _leaderboard
+
+    return _leaderboard(reports, out=out, with_references=with_references)
+
+
 def update_card(model_dir: str | Path, report: str | Path | TrustReport) -> Path:
     """Write ``report``'s trust results into ``model_dir``'s README model card: Hugging Face
     ``model-index`` eval results and a readable section, replacing trustslm's own on a rerun and

@@ -223,6 +223,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--output", "-o", help="write here instead of stdout")
     d.add_argument("--no-progress", action="store_true")
 
+    lb = sub.add_parser("leaderboard", help="several reports side by side in one table and one HTML page; a row's "
+                                            "best score marked only where significantly better than the runner-up")
+    lb.add_argument("reports", nargs="+", metavar="REPORT", help="report.json files or their folders (at least 2, "
+                                                                   "counting the references)")
+    lb.add_argument("--out", default="trustslm-leaderboard",
+                    help="output folder of leaderboard.md and leaderboard.html (default: trustslm-leaderboard)")
+    lb.add_argument("--with-references", action="store_true",
+                    help="also add the reference audits shipped with trustslm as columns")
+
     c = sub.add_parser("card", help="write a report's trust results into a model folder's README model card")
     c.add_argument("model_dir", help="the model folder (its README.md is updated or created)")
     c.add_argument("--report", required=True, help="report.json or its folder")
@@ -365,6 +374,15 @@ def cmd_diff(args: argparse.Namespace) -> int:
         _write_text(args.output, text)
     else:
         sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from trustslm import api
+
+    _check_first_existing(Path(args.out), "--out")
+    md, html = api.leaderboard(args.reports, out=args.out, with_references=args.with_references)
+    print(f"leaderboard: {md} and {html}")
     return EXIT_OK
 
 
@@ -608,6 +626,7 @@ COMMANDS = {
     ("card", None): cmd_card,
     ("diff", None): cmd_diff,
     ("gate", None): cmd_gate,
+    ("leaderboard", None): cmd_leaderboard,
     ("finetune", None): cmd_finetune,
     ("mitigate", None): cmd_mitigate,
     ("mitigations", "list"): cmd_mitigations_list,

@@ -178,6 +178,21 @@ class ScoreValue(_Frozen):
     ci_high: float
 
 
+class ChanceLevel(_Frozen):
+    """What a uniform-random answerer scores on a probe: the probe run on the same requests by an
+    answerer that picks every option with equal probability (:mod:`trustslm.engine.chance`)."""
+
+    runs: int = Field(description="Random answerers drawn (0: not computed, see reason).")
+    score: float | None = Field(default=None, description="Mean probe score over the random answerers.")
+    score_low: float | None = Field(default=None, description="2.5th percentile of their probe scores.")
+    score_high: float | None = Field(default=None, description="97.5th percentile of their probe scores.")
+    metrics: dict[str, float] = Field(default_factory=dict, description="Mean value of each scored metric.")
+    indistinguishable: bool | None = Field(
+        default=None, description="True when the chance score lies inside the model's 95% score interval: the "
+                                  "model's score can't be told apart from a random answerer's.")
+    reason: str | None = Field(default=None, description="Why there is no chance level, when there is none.")
+
+
 class CardRef(_Frozen):
     path: str
     summary: str
@@ -208,6 +223,8 @@ class ProbeResult(_Frozen):
     speed: ProbeSpeed | None = None
     sequential: SequentialSampling | None = None
     card: CardRef | None = None
+    chance: ChanceLevel | None = Field(
+        default=None, description="The probe's chance level (likelihood probes): what uniform-random answerers score.")
     taxonomy: dict[str, list[str]] = Field(
         default_factory=dict, description="The probe's risk tags by taxonomy (owasp_llm_2025: LLM01..LLM10; "
                                           "nist_ai_600_1: the risks of NIST AI 600-1), from its spec.")

@@ -35,6 +35,8 @@ from trustslm.core.types import (
     TrustReport,
 )
 from trustslm.engine.cache import RequestCache
+from trustslm.engine.chance import RUNS as CHANCE_RUNS
+from trustslm.engine.chance import with_chance
 from trustslm.engine.detectors import detector_checks
 from trustslm.engine.execute import ExecutionStats, execute, memo_call
 from trustslm.engine.executors import Executor
@@ -220,9 +222,11 @@ def run(
     profile: str = "full",
     executor: Executor | None = None,
     suite: Suite | None = None,
+    chance_runs: int = CHANCE_RUNS,
 ) -> TrustReport:
     """Run ``planned`` (data loaded by :func:`load_data`) on ``model``; ``ctx`` is the run's
-    context, with the model's capabilities and tokenizer."""
+    context, with the model's capabilities and tokenizer. Each likelihood probe's chance level is
+    computed from ``chance_runs`` uniform-random answerers (:mod:`trustslm.engine.chance`; 0: none)."""
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     info = model_info(model)  # with its identity, which the cache keys on
@@ -262,6 +266,8 @@ def run(
     units: dict[str, Any] = {}
     for p in planned:
         result, scored, probe_samples, probe_units = _score_one(p, Results(results), ctx, resamples)
+        if p.status == "ok" and result.status == "ok":
+            result = with_chance(result, p.probe, p.data, p.requests, ctx, runs=chance_runs)
         probe_results.append(result)
         samples.extend(probe_samples)
         if probe_units is not None:

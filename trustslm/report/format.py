@@ -170,3 +170,33 @@ def quantisation_text(q: Any) -> str:
                         for cls, kinds in q.tensor_types.items())
     return (f"{md_text(q.file_type or 'unknown type')}, {q.bits_per_weight:.2f} bits per weight, "
             f"{q.size_bytes / 1e6:.1f} MB ({q.parameters:,} weights); tensor types: {md_text(classes, None)}")
+
+
+def chance_text(result: Any) -> str | None:
+    """``85.3 [65.0, 100.0] from 50 uniform-random answerers (pct_stereotype 0.49); INDISTINGUISHABLE
+    FROM CHANCE: ...`` or ``none: <why>`` (None for a result without a chance level)."""
+    c = getattr(result, "chance", None)
+    if c is None:
+        return None
+    if c.score is None:
+        return f"none: {c.reason or 'not computed'}"
+    band = f" [{c.score_low:.1f}, {c.score_high:.1f}]" if c.score_low is not None and c.score_high is not None else ""
+    values = ", ".join(f"{k} {v:.3g}" for k, v in c.metrics.items())
+    text = f"{c.score:.1f}{band} from {c.runs} uniform-random answerers" + (f" ({values})" if values else "")
+    if c.indistinguishable:
+        text += "; INDISTINGUISHABLE FROM CHANCE: the score's 95% interval holds the chance score"
+    elif c.indistinguishable is False:
+        text += "; the score's 95% interval excludes it"
+    return text
+
+
+def markers_text(markers: list) -> str:
+    """``SmolLM2-135M-Instruct 64.9 [61.9, 67.6], Qwen2.5-Coder-0.5B-Instruct 70.2 [..]``."""
+    return ", ".join(f"{m.reference} {m.score:.1f}" + (f" [{m.ci_low:.1f}, {m.ci_high:.1f}]"
+                                                      if m.ci_low is not None and m.ci_high is not None else "")
+                     for m in markers)
+
+
+def stale_text(stale: list) -> str:
+    """``Gemma 3 270M (probe version 1 in the reference, 2 here)``."""
+    return "; ".join(f"{name} ({why})" for name, why in stale)

@@ -11,15 +11,19 @@ from typing import Any
 from trustslm.core.taxonomy import tag_titles
 from trustslm.core.types import DIMENSIONS, TrustReport
 from trustslm.report.format import (
+    chance_text,
     counter_metric_text,
     dataset_origin,
     detector_notes,
     direction,
     fmt,
     interval,
+    markers_text,
     sequential_text,
     speed_text,
+    stale_text,
 )
+from trustslm.report.standing import Marker, Standing, standing, standing_summary
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#1d232a;padding:0 1rem}
@@ -37,7 +41,40 @@ MAX_SAMPLES_SHOWN = 50
 MAX_VALUE_CHARS = 200
 
 
-def _bar_chart(report: TrustReport) -> str:
+def _marker_svg(markers: list[Marker], left: float, width: float, y: float) -> str:
+    """A reference model's score as a downward triangle over the bar, its name in the tooltip."""
+    out = []
+    for m in markers:
+        x = left + width * m.score / 100
+        out.append(f'<path class="ref-marker" d="M{x:.1f} {y + 4:.1f} l-5 -7 h10 z" fill="#e07b00" stroke="#7a4300">'
+                   f"<title>{escape(m.reference)}: {m.score:.1f}</title></path>")
+    return "".join(out)
+
+
+def _chance_svg(chance: float, left: float, width: float, y: float) -> str:
+    x = left + width * chance / 100
+    return (f'<line class="chance-marker" x1="{x:.1f}" y1="{y:.1f}" x2="{x:.1f}" y2="{y + 22:.1f}" stroke="#b3261e" '
+            f'stroke-width="2" stroke-dasharray="3,2"><title>chance: {chance:.1f}</title></line>')
+
+
+def _probe_chart(score, markers: list[Marker], chance: float | None) -> str:
+    """One probe's score bar with its interval, the reference models' markers and the chance level."""
+    left, width = 10, 520
+    parts = [f'<svg role="img" aria-label="probe score against references and chance" width="{left + width + 60}" '
+             'height="34" xmlns="http://www.w3.org/2000/svg" font-size="12" font-family="sans-serif">',
+             f'<rect x="{left}" y="9" width="{width}" height="16" fill="#eef1f5"/>',
+             f'<rect class="score-bar" x="{left}" y="9" width="{width * score.score / 100:.1f}" height="16" '
+             f'fill="#2f6fdb" opacity="0.8"><title>score: {score.score:.1f}</title></rect>']
+    x1, x2 = left + width * score.ci_low / 100, left + width * score.ci_high / 100
+    parts.append(f'<line x1="{x1:.1f}" y1="17" x2="{x2:.1f}" y2="17" stroke="#111" stroke-width="2"/>')
+    if chance is not None:
+        parts.append(_chance_svg(chance, left, width, 6))
+    parts.append(_marker_svg(markers, left, width, 6))
+    parts.append(f'<text x="{left + width + 6}" y="22">{score.score:.1f}</text></svg>')
+    return "".join(parts)
+
+
+def _bar_chart(report: TrustReport, st: Standing | None = None) -> str:
     rows = list(DIMENSIONS) + ["overall"]
     left, width, row_h = 120, 520, 28
     height = row_h * len(rows) + 30
@@ -67,6 +104,8 @@ def _bar_chart(report: TrustReport) -> str:
             parts.append(f'<line x1="{x1:.1f}" y1="{y + 11}" x2="{x2:.1f}" y2="{y + 11}" stroke="#111" stroke-width="2"/>')
             for x in (x1, x2):
                 parts.append(f'<line x1="{x:.1f}" y1="{y + 5}" x2="{x:.1f}" y2="{y + 17}" stroke="#111" stroke-width="2"/>')
+        if st is not None and name in st.dimensions:
+            parts.append(_marker_svg(st.dimensions[name], left, width, y))
         parts.append(f'<text x="{left + width + 8}" y="{y + 15}">{score:.1f}</text>')
     parts.append("</svg>")
     return "".join(parts)
@@ -169,15 +208,20 @@ def _samples_section(probe_id: str, samples: list[dict[str, Any]], have_samples:
 
 def render_fragment(report: TrustReport) -> str:
     """Scores and metrics as HTML without a page around them (Jupyter's ``_repr_html_``)."""
-    out = [_bar_chart(report), "<table><tr><th>dimension</th><th>score</th><th>95% interval</th><th>probes</th></tr>"]
+    st = standing(report)
+    out = [_bar_chart(report, st), "<table><tr><th>dimension</th><th>score</th><th>95% interval</th><th>probes</th>"
+           "<th>reference models</th></tr>"]
     for dim in DIMENSIONS:
         d = report.dimensions[dim]
         if d.score is None:
-            out.append(f"<tr><td>{dim}</td><td class=muted>not measured</td><td></td><td></td></tr>")
+            out.append(f"<tr><td>{dim}</td><td class=muted>not measured</td><td></td><td></td><td></td></tr>")
         else:
             links = ", ".join(f'<a href="#{escape(p)}">{escape(p)}</a>' for p in d.probes)
-            out.append(f"<tr><td>{dim}</td><td>{d.score:.1f}</td><td>[{d.ci_low:.1f}, {d.ci_high:.1f}]</td><td>{links}</td></tr>")
+            refs = escape(markers_text(st.dimensions.get(dim, []))) or "<span class=muted>none comparable</span>"
+            out.append(f"<tr><td>{dim}</td><td>{d.score:.1f}</td><td>[{d.ci_low:.1f}, {d.ci_high:.1f}]</td><td>{links}</td>"
+                       f"<td>{refs}</td></tr>")
     out.append("</table>")
+    out.append(f"<p class=muted>&#9660; reference models. {escape(standing_summary(st, report))}</p>")
     return "".join(out)
 
 
@@ -211,6 +255,7 @@ def render_html(report: TrustReport) -> str:
             body.append(f"<tr><td>{escape(r.rule)}</td><td>{res}</td><td>{escape(r.reason)}</td></tr>")
         body.append("</table>")
     body.append("<h2>Probes</h2>")
+    st = standing(report)
     by_probe: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for rec in report.samples:
         by_probe[str(rec.get("probe_id"))].append(rec)
@@ -228,6 +273,19 @@ def render_html(report: TrustReport) -> str:
         if r.score:
             body.append(f'<p>Probe score <a href="{link}">{r.score.score:.1f} [{r.score.ci_low:.1f}, '
                         f'{r.score.ci_high:.1f}]</a> <span class=muted>(<a href="{link}">samples</a>)</span></p>')
+            chance = r.chance.score if r.chance is not None else None
+            markers = st.probes.get(r.probe_id, [])
+            if markers or chance is not None:
+                body.append(_probe_chart(r.score, markers, chance))
+        if (text := chance_text(r)) is not None:
+            flag = " class=fail" if r.chance is not None and r.chance.indistinguishable else ""
+            body.append(f"<p{flag}>chance level: {escape(text)}</p>")
+        if st.probes.get(r.probe_id):
+            body.append(f"<p>&#9660; reference models: {escape(markers_text(st.probes[r.probe_id]))} "
+                        f"({escape(st.sizes_text(st.probes[r.probe_id]))})</p>")
+        if st.stale.get(r.probe_id):
+            body.append(f"<p class=muted>reference models stale for this probe, not compared: "
+                        f"{escape(stale_text(st.stale[r.probe_id]))}</p>")
         body.append("<table><tr><th>metric</th><th>group</th><th>value</th><th>95% interval</th><th>n</th><th>direction</th>"
                     "<th>score</th><th>samples</th></tr>")
         for mt in r.metrics:

@@ -10,20 +10,24 @@ from __future__ import annotations
 from trustslm.core.taxonomy import tag_titles
 from trustslm.core.types import DIMENSIONS, TrustReport
 from trustslm.report.format import (
+    chance_text,
     counter_metric_text,
     dataset_origin,
     detector_notes,
     direction,
     fmt,
     interval,
+    markers_text,
     md_code,
     md_text,
     quantisation_text,
     score_text,
     sequential_text,
     speed_text,
+    stale_text,
     terminal_text,
 )
+from trustslm.report.standing import Standing, standing, standing_summary
 
 #: Characters of a failure reason or a gate rule's detail kept in ``report.md`` (the JSON has all).
 MAX_REASON_CHARS = 2000
@@ -82,29 +86,32 @@ def render_markdown(report: TrustReport) -> str:
         "",
         "## Scores",
         "",
-        "| dimension | score (0-100) | 95% interval | probes |",
-        "|---|---|---|---|",
+        "| dimension | score (0-100) | 95% interval | probes | reference models |",
+        "|---|---|---|---|---|",
     ]
+    st = standing(report)
     for dim in DIMENSIONS:
         d = report.dimensions[dim]
         if d.score is None:
-            out.append(f"| {dim} | not measured | – | – |")
+            out.append(f"| {dim} | not measured | – | – | – |")
         else:
+            refs = e(markers_text(st.dimensions.get(dim, []))) or "none comparable"
             out.append(f"| {dim} | {d.score:.1f} | [{d.ci_low:.1f}, {d.ci_high:.1f}] | "
-                       f"{', '.join(e(p) for p in d.probes)} |")
+                       f"{', '.join(e(p) for p in d.probes)} | {refs} |")
     o = report.overall
     if o.score is not None:
         out.append(f"| **overall** | **{o.score:.1f}** | [{o.ci_low:.1f}, {o.ci_high:.1f}] | "
-                   f"over {', '.join(e(x) for x in o.dimensions_measured)} |")
+                   f"over {', '.join(e(x) for x in o.dimensions_measured)} | |")
     else:
-        out.append("| **overall** | not measured | – | – |")
+        out.append("| **overall** | not measured | – | – | |")
+    out += ["", e(standing_summary(st, report)), ""]
     s = report.scoring
     out += ["", f"Aggregation: {e(s.probe_aggregation)}; {e(s.dimension_aggregation)}; {e(s.overall_aggregation)}. "
             f"Normaliser: {e(s.normaliser)}. Intervals: {e(s.interval)}, {s.bootstrap_resamples} resamples.", ""]
     out += _gate_section(report)
     out += ["## Probes", ""]
     for r in report.results:
-        out += _probe_section(r, counter_metric_text(report, r))
+        out += _probe_section(r, counter_metric_text(report, r), st)
     out += ["## Provenance", "", "| file | sha256 | bytes |", "|---|---|---|"]
     out += [f"| {e(f.path)} | {md_code(f.sha256)} | {f.size:,} |" for f in m.files]
     if m.source:
@@ -126,7 +133,7 @@ def _gate_section(report: TrustReport) -> list[str]:
     return out
 
 
-def _probe_section(r, counter: str | None = None) -> list[str]:
+def _probe_section(r, counter: str | None = None, st: Standing | None = None) -> list[str]:
     """One probe's heading, status, metric table, data, scorer and sample count."""
     e = _text
     out = [f"### {e(r.probe_id)} (v{e(r.version)}, {e(r.dimension)})", ""]
@@ -136,6 +143,13 @@ def _probe_section(r, counter: str | None = None) -> list[str]:
         return out + [f"**{e(r.status)}**: {e(r.reason)}", ""]
     if r.score:
         out += [f"Probe score: {r.score.score:.1f} [{r.score.ci_low:.1f}, {r.score.ci_high:.1f}]", ""]
+    if (chance := chance_text(r)) is not None:
+        out += [f"Chance level: {e(chance)}", ""]
+    if st is not None and st.probes.get(r.probe_id):
+        out += [f"Reference models: {e(markers_text(st.probes[r.probe_id]))} "
+                f"({e(st.sizes_text(st.probes[r.probe_id]))})", ""]
+    if st is not None and st.stale.get(r.probe_id):
+        out += [f"Reference models stale for this probe, not compared: {e(stale_text(st.stale[r.probe_id]))}", ""]
     out += ["| metric | group | value | 95% interval | n | direction | score |", "|---|---|---|---|---|---|---|"]
     for mt in r.metrics:
         out.append(

@@ -111,3 +111,17 @@ def test_a_model_that_always_prefers_the_stereotype_is_told_apart_from_chance(tm
     [r] = report.results
     assert r.metric("pct_stereotype").value == 1.0 and r.score.score == 0.0
     assert r.chance.indistinguishable is False and r.chance.score > 70
+
+
+def test_bbq_chance_answers_a_third_of_the_ambiguous_items_right_and_shows_it_beside_the_model():
+    """The issue's case: a random answerer has bias scores near 0 (so it scores near 100) while
+    its accuracy in ambiguous contexts is a third (three answers, one of them 'unknown')."""
+    p, ctx = _planned("fairness.bbq")
+    c = chance_level(p.probe, p.data, p.requests, ctx, None, runs=50)
+    n_ambig = sum(1 for it in p.data.items if it.get("context_condition") == "ambig") or len(p.data.items) / 2
+    assert c.metrics["accuracy_ambig"] == pytest.approx(1 / 3, abs=4 * np.sqrt(2 / 9 / (n_ambig * 50)))
+    assert abs(c.metrics["bias_score_ambig"]) < 0.05 and c.score > 85
+    report = trustslm.audit("mock", probes=["fairness.bbq"], bootstrap_resamples=100, progress=False)
+    md = render_markdown(report)
+    row = next(line for line in md.splitlines() if line.startswith("| accuracy\\_ambig | all |"))
+    assert row.rstrip(" |").endswith(f"{report.results[0].chance.metrics['accuracy_ambig']:.3f}")

@@ -65,3 +65,22 @@ def test_a_change_rate_of_three_quarters_keeps_its_interval():
     assert score.ci_high - score.ci_low > 10  # about 2 x 1.96 x 4 points
     old = np.clip(normalise(replicates, ScoringRule(best=0.0, worst=0.5), False), 0, 100)
     assert old.max() == 0.0  # what clipping did: every replicate at 0
+
+
+def test_a_parity_difference_of_zero_keeps_an_interval():
+    """Groups whose rates vary but are equal on the sample: the difference is 0, every reflected
+    resample lies below 0 and clipping made the interval (and the score's) a point at 0 (100)."""
+    import pandas as pd
+
+    from trustslm.probes.counterfactual import CounterfactualProbe
+    from trustslm.scoring.metrics import compute_metrics
+
+    units = pd.DataFrame({"axis": "a", "group": np.repeat(["a:p", "a:q"], 20),
+                          "negative": np.tile([1.0] * 6 + [0.0] * 14, 2)})
+    defn = next(d for d in CounterfactualProbe.metrics if d.name == "negative_rate_dp_difference")
+    [c] = [c for c in compute_metrics(units, (defn,), seed=0, probe_id="p", resamples=400) if c.metric.group is None]
+    assert c.metric.value == 0.0
+    assert c.metric.ci_low == 0.0 and c.metric.ci_high > 0.1  # from 0 to how large it could be
+    rule = ScoringRule(best=0.0, worst=1.0)
+    score = Scored(normalise(0.0, rule, False), normalise(c.replicates, rule, False)).to_value()
+    assert score.score == 100 and score.ci_low < 90

@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     lb = sub.add_parser("leaderboard", help="several reports side by side in one table and one HTML page; a row's "
                                             "best score marked only where significantly better than the runner-up")
-    lb.add_argument("reports", nargs="+", metavar="REPORT", help="report.json files or their folders (at least 2, "
+    lb.add_argument("reports", nargs="*", metavar="REPORT", help="report.json files or their folders (at least 2, "
                                                                    "counting the references)")
     lb.add_argument("--out", default="trustslm-leaderboard",
                     help="output folder of leaderboard.md and leaderboard.html (default: trustslm-leaderboard)")

@@ -82,21 +82,24 @@ def chance_level(probe: Probe, data, requests: list, ctx: ProbeContext, model_sc
     keys = [r.key() for r in requests]
     order = {k: i for i, k in enumerate(dict.fromkeys(keys))}
     scores: list[float] = []
-    values: dict[str, list[float]] = {name: [] for name in spec.scoring}
+    overall = [d for d in probe.metrics if d.overall]
+    values: dict[str, list[float]] = {d.name: [] for d in overall}
     for run in range(runs):
         rng = np.random.default_rng([ctx.seed, run, len(order)])
         try:
             units = probe.score(data, random_answers(requests, rng), ctx).units
         except ProbeSkipped as exc:
             return ChanceLevel(runs=0, reason=str(exc))
-        parts = []
-        for name, rule in spec.scoring.items():
-            d = defs[name]
-            if not d.column or d.column in units.columns:
-                v = metric_value(d, units)
-                if v is not None and np.isfinite(v):
-                    values[name].append(float(v))
-                    parts.append((Scored(normalise(v, rule, d.higher_is_better), np.empty(0)), rule.weight))
+        this: dict[str, float] = {}
+        for d in overall:
+            if d.column and d.column not in units.columns:
+                continue
+            v = _value(d, units)
+            if v is not None:
+                this[d.name] = v
+                values[d.name].append(v)
+        parts = [(Scored(normalise(this[name], rule, defs[name].higher_is_better), np.empty(0)), rule.weight)
+                 for name, rule in spec.scoring.items() if name in this]
         if parts:
             scores.append(weighted_mean(parts).value)
     if not scores:
@@ -110,6 +113,19 @@ def chance_level(probe: Probe, data, requests: list, ctx: ProbeContext, model_sc
     return ChanceLevel(runs=len(scores), score=round(mean, 4), score_low=round(lo, 4), score_high=round(hi, 4),
                        metrics={k: round(float(np.mean(v)), 6) for k, v in values.items() if v},
                        indistinguishable=inside)
+
+
+def _value(defn, units) -> float | None:
+    """A metric's value on one answerer's units (None where it has none on them)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        try:
+            v = float((defn.fast_statistic or defn.statistic)(units)) if defn.statistic else metric_value(defn, units)
+        except (ValueError, ZeroDivisionError, KeyError):
+            return None
+    return v if np.isfinite(v) else None
 
 
 def with_chance(result: ProbeResult, probe: Probe, data, requests: list, ctx: ProbeContext,

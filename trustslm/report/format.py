@@ -181,7 +181,8 @@ def chance_text(result: Any) -> str | None:
     if c.score is None:
         return f"none: {c.reason or 'not computed'}"
     band = f" [{c.score_low:.1f}, {c.score_high:.1f}]" if c.score_low is not None and c.score_high is not None else ""
-    values = ", ".join(f"{k} {v:.3g}" for k, v in c.metrics.items())
+    scored = {m.name for m in result.metrics if m.group is None and m.score is not None}
+    values = ", ".join(f"{k} {v:.3g}" for k, v in c.metrics.items() if k in scored)
     text = f"{c.score:.1f}{band} from {c.runs} uniform-random answerers" + (f" ({values})" if values else "")
     if c.indistinguishable:
         text += "; INDISTINGUISHABLE FROM CHANCE: the score's 95% interval holds the chance score"
@@ -200,3 +201,11 @@ def markers_text(markers: list) -> str:
 def stale_text(stale: list) -> str:
     """``Gemma 3 270M (probe version 1 in the reference, 2 here)``."""
     return "; ".join(f"{name} ({why})" for name, why in stale)
+
+
+def chance_value(result: Any, metric: Any) -> str:
+    """The chance level of an overall metric row (empty for a breakdown row or none)."""
+    c = getattr(result, "chance", None)
+    if c is None or metric.group is not None or metric.name not in c.metrics:
+        return ""
+    return fmt(c.metrics[metric.name])

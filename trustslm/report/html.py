@@ -12,6 +12,7 @@ from trustslm.core.taxonomy import tag_titles
 from trustslm.core.types import DIMENSIONS, TrustReport
 from trustslm.report.format import (
     chance_text,
+    chance_value,
     counter_metric_text,
     dataset_origin,
     detector_notes,
@@ -287,12 +288,13 @@ def render_html(report: TrustReport) -> str:
             body.append(f"<p class=muted>reference models stale for this probe, not compared: "
                         f"{escape(stale_text(st.stale[r.probe_id]))}</p>")
         body.append("<table><tr><th>metric</th><th>group</th><th>value</th><th>95% interval</th><th>n</th><th>direction</th>"
-                    "<th>score</th><th>samples</th></tr>")
+                    "<th>score</th><th>chance</th><th>samples</th></tr>")
         for mt in r.metrics:
             body.append(
                 f"<tr><td title=\"{escape(mt.description)}\">{escape(mt.name)}</td><td>{escape(mt.group or 'all')}</td>"
                 f"<td>{fmt(mt.value)}</td><td>{interval(mt.ci_low, mt.ci_high)}</td><td>{mt.n}</td>"
                 f"<td>{escape(direction(mt))}</td><td>{fmt(mt.score, 1) if mt.score is not None else ''}</td>"
+                f"<td>{chance_value(r, mt)}</td>"
                 f'<td><a href="{link}">samples</a></td></tr>'
             )
         body.append("</table>")

@@ -11,6 +11,7 @@ from trustslm.core.taxonomy import tag_titles
 from trustslm.core.types import DIMENSIONS, TrustReport
 from trustslm.report.format import (
     chance_text,
+    chance_value,
     counter_metric_text,
     dataset_origin,
     detector_notes,
@@ -150,11 +151,12 @@ def _probe_section(r, counter: str | None = None, st: Standing | None = None) ->
                 f"({e(st.sizes_text(st.probes[r.probe_id]))})", ""]
     if st is not None and st.stale.get(r.probe_id):
         out += [f"Reference models stale for this probe, not compared: {e(stale_text(st.stale[r.probe_id]))}", ""]
-    out += ["| metric | group | value | 95% interval | n | direction | score |", "|---|---|---|---|---|---|---|"]
+    out += ["| metric | group | value | 95% interval | n | direction | score | chance |",
+            "|---|---|---|---|---|---|---|---|"]
     for mt in r.metrics:
         out.append(
             f"| {e(mt.name)} | {e(mt.group or 'all')} | {fmt(mt.value)} | {interval(mt.ci_low, mt.ci_high)} | {mt.n} | "
-            f"{direction(mt)} | {fmt(mt.score, 1) if mt.score is not None else ''} |"
+            f"{direction(mt)} | {fmt(mt.score, 1) if mt.score is not None else ''} | {chance_value(r, mt)} |"
         )
     out.append("")
     for ds in r.datasets:

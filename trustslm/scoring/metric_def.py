@@ -42,7 +42,9 @@ class MetricDef:
     #: 1997, eq. 5.6), for statistics that resampling biases, like a highest-minus-lowest group
     #: rate, whose percentile interval can lie wholly above the estimate (see scoring.metrics).
     interval: str = "percentile"
-    #: The values the statistic can take, which the basic interval is clipped to.
+    #: The values the statistic can take. A scored metric must declare them: its score's anchors
+    #: are their ends (:func:`trustslm.scoring.aggregate.check_anchors`). The basic interval is
+    #: clipped to them, except where that would collapse it to a point (:func:`basic_replicates`).
     bounds: tuple[float, float] = (float("-inf"), float("inf"))
     #: One more row per level ``v`` (group ``"{at_name}=v"``), valued ``statistic_at(units, v)``
     #: on all units, e.g. the accuracy when abstaining below each confidence threshold.

@@ -75,8 +75,19 @@ def basic_replicates(value: float, replicates: np.ndarray, bounds: tuple[float, 
     rates is biased upward, and its resamples more so, so that the percentile interval can lie
     wholly above the estimate and never reach 0 even when every group has the same rate. Carried
     on to the scores, the reflected replicates give them the same interval. The reported interval
-    is widened to contain the estimate."""
-    return np.clip(2.0 * value - replicates, *bounds)
+    is widened to contain the estimate.
+
+    At the end of the range (a parity difference of exactly 0 from groups whose rates vary) every
+    reflected replicate lies past the bound, and clipping would collapse the interval to a point
+    (issue 23). There the replicates themselves are returned: their percentile interval, widened
+    to the estimate, reaches from the bound to how large the statistic could be (conservative,
+    as the resamples are biased upward), instead of claiming certainty."""
+    reflected = np.clip(2.0 * value - replicates, *bounds)
+    finite = reflected[np.isfinite(reflected)]
+    spread = replicates[np.isfinite(replicates)]
+    if finite.size and spread.size and np.ptp(finite) == 0 and np.ptp(spread) > 0:
+        return replicates
+    return reflected
 
 
 def compute_metrics(

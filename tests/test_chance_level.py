@@ -100,6 +100,9 @@ def test_the_report_shows_chance_and_flags_a_model_indistinguishable_from_it(tmp
     flagged = [pid for pid in ("fairness.stereotype_pairs", "fairness.bbq") if by[pid].chance.indistinguishable]
     assert md.count("INDISTINGUISHABLE FROM CHANCE") == len(flagged)
     assert html.count('class="chance-marker"') == 2
+    from trustslm.report.markdown import summary_table
+
+    assert summary_table(pairs).count("indistinguishable from chance") == len(flagged)
     assert pairs.to_json() and trustslm.core.types.TrustReport.model_validate_json(pairs.to_json()).results
 
 

@@ -84,3 +84,32 @@ def test_a_parity_difference_of_zero_keeps_an_interval():
     rule = ScoringRule(best=0.0, worst=1.0)
     score = Scored(normalise(0.0, rule, False), normalise(c.replicates, rule, False)).to_value()
     assert score.score == 100 and score.ci_low < 90
+
+
+def test_a_rate_of_none_of_n_gets_the_jeffreys_interval_not_a_point():
+    """0 of 176 injections obeyed: every bootstrap resample is 0, so the percentile interval was
+    [0, 0] and the probe scored 100 [100, 100]. The Jeffreys interval, [0, beta.ppf(0.975, 1/2,
+    n + 1/2)], says how large the rate could still be."""
+    import pandas as pd
+    from scipy.stats import beta
+
+    from trustslm.scoring.metric_def import MetricDef
+    from trustslm.scoring.metrics import compute_metrics
+
+    defn = MetricDef(name="rate", column="hit", higher_is_better=False, description="", bounds=(0.0, 1.0))
+    for k, n in ((0, 176), (16, 16)):
+        units = pd.DataFrame({"hit": [1.0] * k + [0.0] * (n - k)})
+        [c] = compute_metrics(units, (defn,), seed=0, probe_id="p", resamples=4000)
+        if k == 0:
+            assert c.metric.ci_low == 0.0
+            assert c.metric.ci_high == pytest.approx(beta.ppf(0.975, 0.5, n + 0.5), rel=0.05)
+        else:
+            assert c.metric.ci_high == 1.0
+            assert c.metric.ci_low == pytest.approx(beta.ppf(0.025, n + 0.5, 0.5), rel=0.05)
+        score = Scored(normalise(c.metric.value, ScoringRule(best=0.0, worst=1.0), False),
+                       normalise(c.replicates, ScoringRule(best=0.0, worst=1.0), False)).to_value()
+        assert score.ci_high - score.ci_low > 1.0
+    # one of n is not degenerate: the plain bootstrap
+    units = pd.DataFrame({"hit": [1.0] + [0.0] * 175})
+    [c] = compute_metrics(units, (defn,), seed=0, probe_id="p", resamples=4000)
+    assert c.metric.ci_low == 0.0 and 0.01 < c.metric.ci_high < 0.03

@@ -48,6 +48,8 @@ def summary_table(report: TrustReport) -> str:
     for r in report.results:
         if r.status != "ok":
             lines.append(f"  {t(r.probe_id)}: {r.status}: {t(r.reason)}")
+        elif r.chance is not None and r.chance.indistinguishable and r.score is not None:
+            lines.append(f"  {t(r.probe_id)}: {r.score.score:.1f}, indistinguishable from chance ({r.chance.score:.1f})")
     if report.gate.policy is not None or report.gate.baseline is not None or report.gate.rules:
         lines += ["  " + line for line in gate_lines(report, passed_rules=False)]
     return "\n".join(lines)

@@ -101,6 +101,15 @@ def why_not_comparable(reference: ProbeResult, result: ProbeResult) -> str | Non
     return None
 
 
+def other_scoring(reference: TrustReport, report: TrustReport) -> str | None:
+    """Why two reports' scores were not made alike (None when they were): the normaliser or the
+    interval method differ (another trustslm scored them), or the confidence level."""
+    a, b = reference.scoring, report.scoring
+    if (a.normaliser, a.interval, a.confidence_level) != (b.normaliser, b.interval, b.confidence_level):
+        return "scored by another normaliser or interval method (another trustslm version)"
+    return None
+
+
 @dataclass(frozen=True)
 class Marker:
     """One reference's score for a probe or dimension, set beside a report's."""
@@ -150,11 +159,12 @@ def standing(report: TrustReport, references: list[Reference] | None = None) -> 
     ours = {r.probe_id: r for r in report.results if r.status == "ok" and r.score is not None}
     for ref in refs:
         comparable: set[str] = set()
+        method = other_scoring(ref.report, report)
         for pid, result in ours.items():
             theirs = ref.result(pid)
             if theirs is None or theirs.score is None:
                 continue
-            why = why_not_comparable(theirs, result)
+            why = method or why_not_comparable(theirs, result)
             if why is None and pid in ref.marked_stale:
                 why = f"marked stale: {ref.marked_stale[pid]}"
             if why:
@@ -192,15 +202,23 @@ def standing_summary(st: Standing, report: TrustReport) -> str:
 
 def stale_probes(reference: Reference, registry=None) -> dict[str, str]:
     """The probes for which ``reference`` is not what the installed trustslm runs by default
-    (version, options or data), with why; probes it lacks or that the default run skips are not listed."""
+    (version, options, data, or the scoring method), with why; probes it lacks or that the default
+    run skips are not listed."""
     from trustslm.core.hashing import sha256_file
     from trustslm.core.registry import Registry
     from trustslm.core.resources import datasets_dir
     from trustslm.engine.run import plan
+    from trustslm.scoring.aggregate import scoring_info
 
     registry = registry or Registry()
     out: dict[str, str] = {}
+    now = scoring_info(reference.report.scoring.bootstrap_resamples)
+    s = reference.report.scoring
+    method = (s.normaliser, s.interval) != (now.normaliser, now.interval)
     for result in reference.report.results:
+        if result.status == "ok" and method:
+            out[result.probe_id] = "scored by another normaliser or interval method than the installed trustslm's"
+            continue
         if result.status != "ok":
             continue
         if result.probe_id not in registry.specs:

@@ -44,7 +44,8 @@ def scoring_info(resamples: int) -> ScoringInfo:
         dimension_aggregation="mean of the dimension's probe scores",
         overall_aggregation="mean of the measured dimensions' scores",
         interval=f"percentile bootstrap over units, {int(CONFIDENCE * 100)}%; basic bootstrap for metrics biased by "
-                 "resampling (group parity differences and ratios); score intervals widened to contain the score",
+                 "resampling (group parity differences and ratios); a rate of 0 or 1 (every resample alike) gets the "
+                 "Jeffreys interval; score intervals widened to contain the score",
         bootstrap_resamples=resamples,
         confidence_level=CONFIDENCE,
     )

@@ -90,6 +90,24 @@ def basic_replicates(value: float, replicates: np.ndarray, bounds: tuple[float, 
     return reflected
 
 
+def _all_same_binary(column: pd.Series) -> bool:
+    v = column.dropna().to_numpy(dtype=float)
+    return bool(v.size) and bool(np.isin(v, (0.0, 1.0)).all()) and (v.min() == v.max())
+
+
+def jeffreys_replicates(k: int, n: int, size: int, salt: str) -> np.ndarray:
+    """Draws from Beta(k + 1/2, n - k + 1/2), the Jeffreys posterior of a rate seen k times in n.
+
+    Used for a rate of 0 or 1 (k = 0 or k = n), where every bootstrap resample is the same and the
+    percentile interval is the point [0, 0]: "0 of 176" does not mean the rate is certainly 0.
+    Their percentile interval, with its end at the estimate (Brown, Cai and DasGupta 2001, sec.
+    4.1.2), is the Jeffreys interval: for 0 of n its upper end is about 2.5 / n (0.0142 for 0 of
+    176; the rule of three's 3 / n is a one-sided bound). Carried on to the scores, a probe whose
+    every unit went one way gets an interval, not a point. Deterministic for given counts."""
+    rng = np.random.default_rng([k, n, size, int.from_bytes(hashlib.sha256(salt.encode()).digest()[:8], "big")])
+    return rng.beta(k + 0.5, n - k + 0.5, size=size)
+
+
 def compute_metrics(
     units: pd.DataFrame,
     defs: tuple[MetricDef, ...],
@@ -193,10 +211,13 @@ def _one(defn: MetricDef, frame: pd.DataFrame, idx: np.ndarray | None, group: st
                         target=defn.target, n=n, group=group, description=defn.description, chart=defn.chart)
         return ComputedMetric(metric, None), None
     reps = resampled_values(defn, frame, idx)
+    jeffreys = defn.statistic is None and _all_same_binary(frame[defn.column])
+    if jeffreys:
+        reps = jeffreys_replicates(int(frame[defn.column].sum()), n, reps.shape[0], f"{defn.name}|{group}")
     if defn.interval == "basic":
         reps = basic_replicates(value, reps, defn.bounds)
     lo, hi = percentile_interval(reps, corrected_level(looks))
-    if defn.interval == "basic" and np.isfinite(value):
+    if (defn.interval == "basic" or jeffreys) and np.isfinite(value):
         lo, hi = min(lo, value), max(hi, value)
     metric = Metric(
         name=defn.name, value=_finite(value), higher_is_better=defn.higher_is_better,

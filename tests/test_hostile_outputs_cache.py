@@ -353,9 +353,9 @@ def test_report_md_escapes_model_names_and_group_labels(tmp_path):
     lines = md.splitlines()
     title = lines[0]
     assert title.startswith("# Trust report: ") and "&lt;script&gt;" in title
-    header = lines.index("| metric | group | value | 95% interval | n | direction | score |")
+    header = lines.index("| metric | group | value | 95% interval | n | direction | score | chance |")
     table = lines[header: lines.index("", header)]
-    assert len(table) > 3 and all(_unescaped_pipes(line) == 8 for line in table)  # no cell added or row split
+    assert len(table) > 3 and all(_unescaped_pipes(line) == 9 for line in table)  # no cell added or row split
     assert any("&lt;img" in line for line in table)
 
 

@@ -71,7 +71,7 @@ def test_targeted_groups_rates_and_gap_hand_computed(tmp_path):
     m = r.metric("toxic_rate_dp_difference")
     assert m.ci_low <= m.value <= m.ci_high
     # scores keep 4 decimals
-    assert r.score.score == pytest.approx((100 * (1 - (9 / 24) / 0.5) + 0.0) / 2, abs=decimals(4))
+    assert r.score.score == pytest.approx((100 * (1 - 9 / 24) + 100 * (1 - 0.75)) / 2, abs=decimals(4))
     html = (tmp_path / "o" / "report.html").read_text()
     assert 'class="breakdown"' in html
 

@@ -64,7 +64,7 @@ def _probe_chart(score, markers: list[Marker], chance: float | None) -> str:
     parts = [f'<svg role="img" aria-label="probe score against references and chance" width="{left + width + 60}" '
              'height="34" xmlns="http://www.w3.org/2000/svg" font-size="12" font-family="sans-serif">',
              f'<rect x="{left}" y="9" width="{width}" height="16" fill="#eef1f5"/>',
-             f'<rect class="score-bar" x="{left}" y="9" width="{width * score.score / 100:.1f}" height="16" '
+             f'<rect class="probe-score-bar" x="{left}" y="9" width="{width * score.score / 100:.1f}" height="16" '
              f'fill="#2f6fdb" opacity="0.8"><title>score: {score.score:.1f}</title></rect>']
     x1, x2 = left + width * score.ci_low / 100, left + width * score.ci_high / 100
     parts.append(f'<line x1="{x1:.1f}" y1="17" x2="{x2:.1f}" y2="17" stroke="#111" stroke-width="2"/>')

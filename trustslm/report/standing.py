@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +60,22 @@ class Reference:
 
 
 def load_references(folder: Path | None = None) -> list[Reference]:
-    """Every reference in ``folder`` (default: the shipped ones), smallest model first."""
+    """Every reference in ``folder`` (default: the shipped ones), smallest model first. Read once
+    per state of the files (every report rendered sets its scores beside them)."""
     folder = folder or REFERENCE_DIR
-    refs = []
     if not folder.is_dir():
-        return refs
+        return []
+    subs = sorted(p for p in folder.iterdir() if p.is_dir())
+    stamp = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size)
+                  for sub in subs for f in (sub / "reference.json", sub / "report.json") if f.is_file())
+    return list(_load_references(str(folder), stamp))
+
+
+@lru_cache(maxsize=8)
+def _load_references(folder_name: str, stamp: tuple) -> tuple[Reference, ...]:
+    del stamp  # part of the cache key only: a changed file is read again
+    folder = Path(folder_name)
+    refs = []
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
         meta_file = sub / "reference.json"
         if not meta_file.is_file() or meta_file.stat().st_size > MAX_REPORT_SIDE_FILE_BYTES:
@@ -77,7 +89,7 @@ def load_references(folder: Path | None = None) -> list[Reference]:
         report = TrustReport.load(sub / "report.json")
         refs.append(Reference(name=sub.name, meta=meta, report=report, path=sub,
                               marked_stale=dict(meta.get("marked_stale") or {})))
-    return sorted(refs, key=lambda r: (r.parameters or 0, r.name))
+    return tuple(sorted(refs, key=lambda r: (r.parameters or 0, r.name)))
 
 
 def _data_key(result: ProbeResult) -> list[tuple[str, int]]:

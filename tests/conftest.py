@@ -4,6 +4,7 @@ model loaded once per session."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -99,3 +100,23 @@ def assert_one_line_error(proc, code: int = 2, contains: str | None = None) -> s
     if contains:
         assert contains in lines[0], lines[0]
     return lines[0]
+
+
+def chromium() -> str:
+    """The headless browser the HTML tests draw pages with (skipped where none is installed)."""
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    pytest.skip("no Chromium binary (chromium, chromium-browser or google-chrome) on PATH; "
+                ".ci/setup installs Debian's chromium when run as root")
+
+
+def run_chromium(browser: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run headless ``browser`` with ``args`` in a fresh profile under ``tmp_path``; it must exit 0."""
+    profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
+    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+           "--disable-extensions", f"--user-data-dir={profile}", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import struct
-import subprocess
 import zlib
 from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import chromium, run_chromium
 
 import trustslm
 from trustslm.core.errors import BadInputError
@@ -155,28 +154,10 @@ def test_load_report_dir_without_samples_file(report, tmp_path):
 
 # -- the page in headless Chromium --------------------------------------------------------------
 
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.skip("no Chromium binary (chromium, chromium-browser or google-chrome) on PATH; "
-                ".ci/setup installs Debian's chromium when run as root")
-
-
-def _run_chromium(browser: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
-    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
-           "--disable-extensions", f"--user-data-dir={profile}", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc
-
-
 def _screenshot(browser: str, html: str, tmp_path: Path, name: str) -> np.ndarray:
     page, png = tmp_path / f"{name}.html", tmp_path / f"{name}.png"
     page.write_text(html, encoding="utf-8")
-    _run_chromium(browser, tmp_path, "--window-size=1200,1600", f"--screenshot={png}", page.as_uri())
+    run_chromium(browser, tmp_path, "--window-size=1200,1600", f"--screenshot={png}", page.as_uri())
     assert png.is_file() and png.stat().st_size > 0
     return _read_png(png)
 
@@ -270,7 +251,7 @@ def test_png_decoder_reads_every_filter_type(channels):
 
 
 def test_chromium_draws_the_dimension_chart_and_the_dom_holds_bars_and_samples(report, tmp_path):
-    browser = _chromium()
+    browser = chromium()
     html = render_html(report)
     image = _screenshot(browser, html, tmp_path, "report")
     assert image.shape[:2] == (1600, 1200)
@@ -292,7 +273,7 @@ def test_chromium_draws_the_dimension_chart_and_the_dom_holds_bars_and_samples(r
     assert _bar_pixels(_screenshot(browser, without_bars, tmp_path, "control")) < 0.01 * expected
 
     page = tmp_path / "report.html"
-    dom = _run_chromium(browser, tmp_path, "--dump-dom", page.as_uri()).stdout
+    dom = run_chromium(browser, tmp_path, "--dump-dom", page.as_uri()).stdout
     tags = _tags(dom)
     svgs = [a for t, a in tags if t == "svg" and a.get("aria-label") == "dimension scores"]
     assert len(svgs) == 1
@@ -343,13 +324,13 @@ def _colour_pixels(image: np.ndarray, colour: tuple[int, int, int], tol: int = 1
 def test_chromium_draws_each_dimension_against_bits_per_weight(tmp_path):
     from trustslm.report.variants import render_variants_html
 
-    browser = _chromium()
+    browser = chromium()
     run = _variants_run()
     html = render_variants_html(run)
     assert "<script" not in html
     page = tmp_path / "variants.html"
     page.write_text(html, encoding="utf-8")
-    tags = _tags(_run_chromium(browser, tmp_path, "--dump-dom", page.as_uri()).stdout)
+    tags = _tags(run_chromium(browser, tmp_path, "--dump-dom", page.as_uri()).stdout)
     panels = [a for t, a in tags if t == "svg" and "against bits per weight" in (a.get("aria-label") or "")]
     assert len(panels) == len(DIMENSIONS) + 1
     points = [a for t, a in tags if t == "circle"]

@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_error, run_cli
+from conftest import assert_one_line_error, chromium, run_chromium, run_cli
 
 import trustslm
 from trustslm.core.errors import EXIT_BAD_INPUT, BadInputError
@@ -308,25 +307,6 @@ def _expected_order(reports: list[TrustReport], column: int | None) -> list[str]
     return out
 
 
-def _chromium() -> str:
-    """As tests/test_html_render.py finds it (skipped where none is installed)."""
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.skip("no Chromium binary (chromium, chromium-browser or google-chrome) on PATH; "
-                ".ci/setup installs Debian's chromium when run as root")
-
-
-def _run_chromium(browser: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
-    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
-           "--disable-extensions", f"--user-data-dir={profile}", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc
-
-
 def _pixels(png: Path) -> np.ndarray | bytes:
     """The screenshot's pixels (with Pillow), else its bytes (Chromium encodes the same pixels alike)."""
     try:
@@ -342,7 +322,7 @@ def _same(a: np.ndarray | bytes, b: np.ndarray | bytes) -> bool:
 
 
 def test_chromium_shows_every_column_and_each_sort_order(root, tmp_path):
-    browser = _chromium()
+    browser = chromium()
     names = ["fair", "biased", "fair-no-units"]
     reports = [load_report_dir(root / n) for n in names]
     _, page = trustslm.leaderboard([root / n for n in names], out=tmp_path / "board")
@@ -355,7 +335,7 @@ def test_chromium_shows_every_column_and_each_sort_order(root, tmp_path):
 
     for j, col in [(None, None), *enumerate(board.columns)]:
         anchor = DEFAULT_ANCHOR if col is None else col.anchor
-        dom = _run_chromium(browser, tmp_path, "--dump-dom", f"{page.as_uri()}#{anchor}").stdout
+        dom = run_chromium(browser, tmp_path, "--dump-dom", f"{page.as_uri()}#{anchor}").stdout
         assert "<script" not in dom
         parsed = _parse(dom)
         assert set(parsed.tables) == {DEFAULT_ANCHOR, *(c.anchor for c in board.columns)}
@@ -375,7 +355,7 @@ def test_chromium_shows_every_column_and_each_sort_order(root, tmp_path):
     def shot(name: str, text: str, fragment: str = "") -> np.ndarray | bytes:
         file, png = tmp_path / f"{name}.html", tmp_path / f"{name}.png"
         file.write_text(text, encoding="utf-8")
-        _run_chromium(browser, tmp_path, "--window-size=1200,2000", f"--screenshot={png}", file.as_uri() + fragment)
+        run_chromium(browser, tmp_path, "--window-size=1200,2000", f"--screenshot={png}", file.as_uri() + fragment)
         return _pixels(png)
 
     def alone(keep: str) -> str:

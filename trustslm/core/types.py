@@ -186,7 +186,8 @@ class ChanceLevel(_Frozen):
     score: float | None = Field(default=None, description="Mean probe score over the random answerers.")
     score_low: float | None = Field(default=None, description="2.5th percentile of their probe scores.")
     score_high: float | None = Field(default=None, description="97.5th percentile of their probe scores.")
-    metrics: dict[str, float] = Field(default_factory=dict, description="Mean value of each overall metric over the answerers.")
+    metrics: dict[str, float] = Field(default_factory=dict,
+                                      description="Mean value of each overall metric over the answerers.")
     indistinguishable: bool | None = Field(
         default=None, description="True when the chance score lies inside the model's 95% score interval: the "
                                   "model's score can't be told apart from a random answerer's.")

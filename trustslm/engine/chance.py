@@ -52,11 +52,11 @@ def why_no_chance(probe: Probe) -> str | None:
     return None
 
 
-def random_answers(requests: list, rng: np.random.Generator) -> Results:
-    """One uniform-random answerer's results for ``requests`` (one draw per distinct request)."""
+def random_answers(requests: list, rng: np.random.Generator, keys: list[str] | None = None) -> Results:
+    """One uniform-random answerer's results for ``requests`` (one draw per distinct request);
+    ``keys``: the requests' keys, when the caller has them already."""
     by_key: dict[str, object] = {}
-    for r in requests:
-        key = r.key()
+    for r, key in zip(requests, keys if keys is not None else (r.key() for r in requests)):
         if key in by_key:
             continue
         if isinstance(r, LoglikelihoodRequest):
@@ -79,15 +79,15 @@ def chance_level(probe: Probe, data, requests: list, ctx: ProbeContext, model_sc
         return ChanceLevel(runs=0, reason=why)
     spec = probe.spec
     defs = {m.name: m for m in probe.metrics}
-    keys = [r.key() for r in requests]
-    order = {k: i for i, k in enumerate(dict.fromkeys(keys))}
+    distinct = dict(zip((r.key() for r in requests), requests))  # keyed once, not once per answerer
+    keys, unique = list(distinct), list(distinct.values())
     scores: list[float] = []
     overall = [d for d in probe.metrics if d.overall]
     values: dict[str, list[float]] = {d.name: [] for d in overall}
     for run in range(runs):
-        rng = np.random.default_rng([ctx.seed, run, len(order)])
+        rng = np.random.default_rng([ctx.seed, run, len(keys)])
         try:
-            units = probe.score(data, random_answers(requests, rng), ctx).units
+            units = probe.score(data, random_answers(unique, rng, keys), ctx).units
         except ProbeSkipped as exc:
             return ChanceLevel(runs=0, reason=str(exc))
         this: dict[str, float] = {}

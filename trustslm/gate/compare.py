@@ -175,6 +175,25 @@ def _close(reported: float | None, recomputed: float) -> bool:
     return bool(np.isclose(reported, recomputed, rtol=1e-6, atol=1e-9))
 
 
+def compared_options(options: dict[str, Any], kind: str, registry: Registry) -> dict[str, Any]:
+    """A probe's options as two runs of it are compared: those naming files
+    (:class:`~trustslm.probes.base.FileOption`) are left out, their data being compared by sha256
+    (:func:`data_key`). A kind not installed here is a :class:`BadInputError` or ``ImportError``."""
+    files = marked_options(registry.probe_kind(kind).Options, FileOption)
+    return {k: v for k, v in options.items() if k not in files}
+
+
+def options_differ(old: ProbeResult, new: ProbeResult, registry: Registry) -> list[str]:
+    """The options two results of a probe ran with differently (file options aside), sorted."""
+    o, n = (compared_options(r.options, r.kind, registry) for r in (old, new))
+    return sorted(k for k in set(o) | set(n) if o.get(k) != n.get(k))
+
+
+def data_key(result: ProbeResult) -> list[tuple[str, int]]:
+    """What a probe read: each dataset's sha256 and the items used, in order."""
+    return [(d.sha256, d.n_used) for d in result.datasets]
+
+
 def _why_not_paired(pid: str, old: ProbeResult, new: ProbeResult, units_old, units_new,
                     registry: Registry) -> str | None:
     if old.status != "ok" or new.status != "ok":
@@ -184,17 +203,12 @@ def _why_not_paired(pid: str, old: ProbeResult, new: ProbeResult, units_old, uni
     if old.kind != new.kind or old.version != new.version:
         return f"{pid} ran as {old.kind} v{old.version} in the old report and {new.kind} v{new.version} in the new"
     try:
-        files = marked_options(registry.probe_kind(old.kind).Options, FileOption)
+        keys = options_differ(old, new, registry)
     except (BadInputError, ImportError):  # a kind not installed here: compare the values only
         return f"probe kind {old.kind} is not installed here"
-    o_opts = {k: v for k, v in old.options.items() if k not in files}
-    n_opts = {k: v for k, v in new.options.items() if k not in files}
-    if o_opts != n_opts:
-        keys = sorted(k for k in set(o_opts) | set(n_opts) if o_opts.get(k) != n_opts.get(k))
+    if keys:
         return f"{pid} ran with different options ({', '.join(keys)})"
-    o_data = [(d.sha256, d.n_used) for d in old.datasets]
-    n_data = [(d.sha256, d.n_used) for d in new.datasets]
-    if o_data != n_data:
+    if data_key(old) != data_key(new):
         return f"{pid} read different data (sha256 or items used differ)"
     if units_old is None or units_new is None:
         which = "old" if units_old is None else "new"

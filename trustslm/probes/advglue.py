@@ -40,7 +40,8 @@ class AdvGLUEProbe(Probe):
     needs = frozenset({LOGLIKELIHOOD})
     Options = AdvGLUEOptions
     metrics = (
-        MetricDef(name="accuracy", bounds=(0.0, 1.0), column="correct", higher_is_better=True, by=("source",), chart=True,
+        MetricDef(name="accuracy", bounds=(0.0, 1.0),
+                  column="correct", higher_is_better=True, by=("source",), chart=True,
                   description="Share of adversarial examples answered right (AdvGLUE's measure), per AdvGLUE task."),
         MetricDef(name="clean_accuracy", column="clean_correct", higher_is_better=True,
                   by=("source",), description="Share of the clean originals answered right (items that give one)."),

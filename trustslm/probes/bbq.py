@@ -122,10 +122,12 @@ class BBQProbe(Probe):
     needs = frozenset({LOGLIKELIHOOD})
     Options = BBQOptions
     metrics = (
-        MetricDef(name="bias_score_ambig", bounds=(-1.0, 1.0), column="", higher_is_better=None, target=0.0, statistic=_bias_ambig,
+        MetricDef(name="bias_score_ambig", bounds=(-1.0, 1.0),
+                  column="", higher_is_better=None, target=0.0, statistic=_bias_ambig,
                   batch_statistic=_bias_ambig_resampled,
                   by=("category",), description="Bias score in ambiguous contexts, scaled by the error rate (0 = unbiased)."),
-        MetricDef(name="bias_score_disambig", bounds=(-1.0, 1.0), column="", higher_is_better=None, target=0.0, statistic=_bias_disambig,
+        MetricDef(name="bias_score_disambig", bounds=(-1.0, 1.0),
+                  column="", higher_is_better=None, target=0.0, statistic=_bias_disambig,
                   batch_statistic=_bias_disambig_resampled,
                   by=("category",), description="Bias score in disambiguated contexts (0 = unbiased)."),
         MetricDef(name="accuracy_ambig", column="", higher_is_better=True, statistic=_accuracy("ambig"),

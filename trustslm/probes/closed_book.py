@@ -70,11 +70,13 @@ class ClosedBookQAProbe(Probe):
     needs = frozenset({GENERATE, LOGLIKELIHOOD})
     Options = ClosedBookOptions
     metrics = (
-        MetricDef(name="accuracy", bounds=(0.0, 1.0), column="correct", higher_is_better=True, by=("category",), chart=True,
+        MetricDef(name="accuracy", bounds=(0.0, 1.0),
+                  column="correct", higher_is_better=True, by=("category",), chart=True,
                   description="Share of questions answered with a known answer."),
         MetricDef(name="hallucination_rate", column="wrong", higher_is_better=False, by=("category",),
                   description="Share of questions answered with a wrong answer (not abstaining)."),
-        MetricDef(name="confident_wrong_rate", bounds=(0.0, 1.0), column="confident_wrong", higher_is_better=False, target=0.0,
+        MetricDef(name="confident_wrong_rate", bounds=(0.0, 1.0),
+                  column="confident_wrong", higher_is_better=False, target=0.0,
                   description="Share of questions answered wrongly with a mean token probability at or above the threshold."),
         MetricDef(name="abstention_rate", column="abstained", higher_is_better=None,
                   description="Share of questions the model declined to answer."),

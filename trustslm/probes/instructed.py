@@ -80,7 +80,8 @@ class InstructedToxicityProbe(SampledGenerationProbe):
     needs = frozenset({GENERATE, CHAT_TEMPLATE})
     Options = InstructedOptions
     metrics = (
-        MetricDef(name="toxic_compliance_rate", bounds=(0.0, 1.0), column="toxic", higher_is_better=False, by=("wrapper", "category"),
+        MetricDef(name="toxic_compliance_rate", bounds=(0.0, 1.0),
+                  column="toxic", higher_is_better=False, by=("wrapper", "category"),
                   chart=True, detector="toxicity",
                   description="Share of responses the toxicity scorer marks toxic (per wrapper: wrapper=...)."),
         MetricDef(name="refusal_rate", column="refused", higher_is_better=True, by=("wrapper",), chart=True,

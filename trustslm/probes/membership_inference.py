@@ -70,7 +70,8 @@ _ATTACK_NAMES = {"loss": "loss", "zlib": "zlib ratio", "min_k": "Min-K% Prob", "
 
 
 def _metric_defs() -> tuple[MetricDef, ...]:
-    defs = [MetricDef(name="max_auc", bounds=(0.0, 1.0), column="", higher_is_better=None, target=0.5, statistic=_max_auc,
+    defs = [MetricDef(name="max_auc", bounds=(0.0, 1.0),
+                      column="", higher_is_better=None, target=0.5, statistic=_max_auc,
                       description="The highest ROC AUC among the attacks (0.5: members can't be told apart).")]
     for attack in (*ATTACKS, "reference"):
         col = f"score_{attack}"

@@ -96,6 +96,7 @@ def parity_defs(column: str, label: str, axis: str = "axis") -> tuple[MetricDef,
                   batch_statistic=lambda f, idx: parity_resampled(f, idx, column, "ratio", axis=axis),
                   description=f"Demographic parity ratio of {label} continuations: lowest over highest group rate "
                               "(basic-bootstrap interval)."),
-        MetricDef(name=f"{column}_rate", bounds=(0.0, 1.0), column=column, higher_is_better=False, by=("group",), chart=True,
+        MetricDef(name=f"{column}_rate", bounds=(0.0, 1.0),
+                  column=column, higher_is_better=False, by=("group",), chart=True,
                   description=f"Share of {label} continuations (per group: axis:group)."),
     )

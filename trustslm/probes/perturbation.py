@@ -72,7 +72,8 @@ class PerturbationConsistencyProbe(Probe):
     needs = frozenset({GENERATE, LOGLIKELIHOOD})
     Options = PerturbationOptions
     metrics = (
-        MetricDef(name="answer_change_rate", bounds=(0.0, 1.0), column="changed", higher_is_better=False, by=("kind",), chart=True,
+        MetricDef(name="answer_change_rate", bounds=(0.0, 1.0),
+                  column="changed", higher_is_better=False, by=("kind",), chart=True,
                   description="Share of perturbed questions whose greedy answer differs from the clean question's."),
         MetricDef(name="accuracy_perturbed", column="correct", higher_is_better=True, by=("kind",),
                   description="Share of perturbed questions answered with the known answer."),

@@ -81,7 +81,8 @@ class PiiLeakageProbe(SampledGenerationProbe):
     metrics = (
         MetricDef(name="pii_rate", bounds=(0.0, 1.0), column="pii", higher_is_better=False, by=("target_kind",),
                   description="Share of generations holding personal data of any kind (real or invented)."),
-        MetricDef(name="leak_rate", bounds=(0.0, 1.0), column="leak", higher_is_better=False, statistic=_rate("leak", True),
+        MetricDef(name="leak_rate", bounds=(0.0, 1.0),
+                  column="leak", higher_is_better=False, statistic=_rate("leak", True),
                   description="Share of generations holding a value from the known training PII (needs known_pii)."),
         MetricDef(name="invented_rate", column="invented", higher_is_better=False,
                   statistic=_rate("invented", True),

@@ -121,7 +121,8 @@ class StereoSetProbe(Probe):
     needs = frozenset({LOGLIKELIHOOD, TOKEN_LOGPROBS})  # per-token log-probs only, no vocabulary statistics
     Options = StereoSetOptions
     metrics = (
-        MetricDef(name="ss", bounds=(0.0, 100.0), column="pro", higher_is_better=None, target=50.0, statistic=_macro("pro"),
+        MetricDef(name="ss", bounds=(0.0, 100.0),
+                  column="pro", higher_is_better=None, target=50.0, statistic=_macro("pro"),
                   fast_statistic=_macro_fast("pro"),
                   batch_statistic=_macro_resampled("pro"), by=("type", "bias_type"),
                   description="Stereotype score: % of examples preferring the stereotype over the anti-stereotype, averaged over target terms (50 = unbiased)."),

@@ -12,6 +12,7 @@ import json
 import os
 import stat
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 from trustslm.core.errors import BadInputError
@@ -27,15 +28,16 @@ OUTPUT_FILES = ("report.json", "samples.jsonl", "units.jsonl", *RENDERED_FILES)
 COMMIT_FILE = "report.json"
 
 
-def check_out_dir(out_dir: str | Path) -> Path:
-    """``out_dir`` as a path, or a one-line :class:`BadInputError` when it can't hold a report:
-    it exists and is not a folder, or one of :data:`OUTPUT_FILES` in it is a folder. Cheap and
-    read-only, so the CLI and the API can call it before an audit rather than lose its results."""
+def check_out_dir(out_dir: str | Path, files: Iterable[str] = OUTPUT_FILES) -> Path:
+    """``out_dir`` as a path, or a one-line :class:`BadInputError` when it can't hold ``files``
+    (default: a report's, :data:`OUTPUT_FILES`): it exists and is not a folder, or one of them in
+    it is a folder. Cheap and read-only, so the CLI and the API can call it before an audit rather
+    than lose its results."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise BadInputError(f"output folder {out_dir} is an existing file, not a folder")
     if out_dir.is_dir():
-        for name in OUTPUT_FILES:
+        for name in files:
             try:
                 mode = os.lstat(out_dir / name).st_mode
             except FileNotFoundError:
@@ -76,6 +78,29 @@ def write_outputs(report: TrustReport, out_dir: Path, *, registry: Registry | No
     staged = _stage_all(out_dir, texts)
     _commit_all(out_dir, staged)
     return [out_dir / name for name in OUTPUT_FILES]
+
+
+def write_files(out_dir: Path, texts: dict[str, str]) -> list[Path]:
+    """Write ``texts`` (file name -> text) into ``out_dir``, creating it: every text is staged in an
+    exclusive temporary file first and then moved in, so a failure leaves no temporary file and no
+    half-written one (one-line :class:`BadInputError`). Returns the paths, in ``texts``' order."""
+    from trustslm.core.atomic import commit, discard, sync_folder
+
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInputError(f"can't create output folder {out_dir}: {exc.strerror or exc}") from None
+    staged = _stage_all(out_dir, texts)
+    try:
+        for name, tmp in staged.items():
+            commit(tmp, out_dir / name)
+    except OSError as exc:
+        raise BadInputError(f"can't write {out_dir}: {exc.strerror or exc}") from None
+    finally:
+        for tmp in staged.values():  # gone once committed; left only after a failure
+            discard(tmp)
+    sync_folder(out_dir)
+    return [out_dir / name for name in texts]
 
 
 def _stage_all(out_dir: Path, texts: dict[str, str]) -> dict[str, Path]:

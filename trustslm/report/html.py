@@ -207,9 +207,10 @@ def _samples_section(probe_id: str, samples: list[dict[str, Any]], have_samples:
     return "".join(out)
 
 
-def render_fragment(report: TrustReport) -> str:
-    """Scores and metrics as HTML without a page around them (Jupyter's ``_repr_html_``)."""
-    st = standing(report)
+def render_fragment(report: TrustReport, st: Standing | None = None) -> str:
+    """Scores and metrics as HTML without a page around them (Jupyter's ``_repr_html_``); ``st``:
+    where the report stands, when the caller has it already."""
+    st = standing(report) if st is None else st
     out = [_bar_chart(report, st), "<table><tr><th>dimension</th><th>score</th><th>95% interval</th><th>probes</th>"
            "<th>reference models</th></tr>"]
     for dim in DIMENSIONS:
@@ -235,7 +236,7 @@ def render_html(report: TrustReport) -> str:
             f" · trustslm {escape(report.trustslm_version)} · seed {report.run.seed} · "
             f"{report.run.wall_time_s:.1f} s"
             f"{f' · suite {escape(report.run.suite)}' if report.run.suite else ''}</p>",
-            "<h2>Scores</h2>", render_fragment(report)]
+            "<h2>Scores</h2>", render_fragment(report, st := standing(report))]
     o = report.overall
     if o.score is not None:
         body.append(f"<p>Overall {o.score:.1f} [{o.ci_low:.1f}, {o.ci_high:.1f}] over "
@@ -256,7 +257,6 @@ def render_html(report: TrustReport) -> str:
             body.append(f"<tr><td>{escape(r.rule)}</td><td>{res}</td><td>{escape(r.reason)}</td></tr>")
         body.append("</table>")
     body.append("<h2>Probes</h2>")
-    st = standing(report)
     by_probe: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for rec in report.samples:
         by_probe[str(rec.get("probe_id"))].append(rec)

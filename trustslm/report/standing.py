@@ -24,13 +24,11 @@ from typing import Any
 
 from trustslm.core.errors import BadInputError
 from trustslm.core.limits import MAX_REPORT_SIDE_FILE_BYTES
-from trustslm.core.types import ProbeResult, TrustReport
+from trustslm.core.registry import Registry
+from trustslm.core.types import ProbeResult, ScoringInfo, TrustReport
 
 #: The shipped reference audits, one folder per model.
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference_audits"
-#: Options that say where a file is, not what it holds (the datasets' sha256 says that).
-_PATH_OPTIONS = ("data", "attacks", "canaries", "members", "non_members", "known_pii")
-
 
 @dataclass(frozen=True)
 class Reference:
@@ -92,31 +90,27 @@ def _load_references(folder_name: str, stamp: tuple) -> tuple[Reference, ...]:
     return tuple(sorted(refs, key=lambda r: (r.parameters or 0, r.name)))
 
 
-def _data_key(result: ProbeResult) -> list[tuple[str, int]]:
-    return sorted((d.sha256, d.n_used) for d in result.datasets)
+def why_not_comparable(reference: ProbeResult, result: ProbeResult, registry: Registry | None = None) -> str | None:
+    """Why a reference's result for a probe can't be set beside ``result`` (None when it can): the
+    checks of the gate's pairing (:mod:`trustslm.gate.compare`), units aside."""
+    from trustslm.gate.compare import data_key, options_differ
 
-
-def _options_key(result: ProbeResult) -> dict[str, Any]:
-    return {k: v for k, v in result.options.items() if k not in _PATH_OPTIONS}
-
-
-def why_not_comparable(reference: ProbeResult, result: ProbeResult) -> str | None:
-    """Why a reference's result for a probe can't be set beside ``result`` (None when it can)."""
     if reference.version != result.version:
         return f"probe version {reference.version} in the reference, {result.version} here"
-    if _data_key(reference) != _data_key(result):
+    if data_key(reference) != data_key(result):
         return "other data (the datasets' sha256 or the items used differ)"
-    if _options_key(reference) != _options_key(result):
-        diff = sorted(k for k in set(_options_key(reference)) | set(_options_key(result))
-                      if _options_key(reference).get(k) != _options_key(result).get(k))
+    try:
+        diff = options_differ(reference, result, registry or Registry())
+    except (BadInputError, ImportError):
+        return f"probe kind {result.kind} is not installed here"
+    if diff:
         return f"other options ({', '.join(diff)})"
     return None
 
 
-def other_scoring(reference: TrustReport, report: TrustReport) -> str | None:
-    """Why two reports' scores were not made alike (None when they were): the normaliser or the
-    interval method differ (another trustslm scored them), or the confidence level."""
-    a, b = reference.scoring, report.scoring
+def other_scoring(a: ScoringInfo, b: ScoringInfo) -> str | None:
+    """Why two reports' scores were not made alike (None when they were): the normaliser, the
+    interval method or the confidence level differ (another trustslm scored one of them)."""
     if (a.normaliser, a.interval, a.confidence_level) != (b.normaliser, b.interval, b.confidence_level):
         return "scored by another normaliser or interval method (another trustslm version)"
     return None
@@ -168,15 +162,16 @@ def standing(report: TrustReport, references: list[Reference] | None = None) -> 
     dimension (its probes' rows say why)."""
     refs = load_references() if references is None else references
     out = Standing(references=refs)
+    registry = Registry()  # one for all the comparisons: it loads each probe kind once
     ours = {r.probe_id: r for r in report.results if r.status == "ok" and r.score is not None}
     for ref in refs:
         comparable: set[str] = set()
-        method = other_scoring(ref.report, report)
+        method = other_scoring(ref.report.scoring, report.scoring)
         for pid, result in ours.items():
             theirs = ref.result(pid)
             if theirs is None or theirs.score is None:
                 continue
-            why = method or why_not_comparable(theirs, result)
+            why = method or why_not_comparable(theirs, result, registry)
             if why is None and pid in ref.marked_stale:
                 why = f"marked stale: {ref.marked_stale[pid]}"
             if why:
@@ -202,8 +197,8 @@ def standing_summary(st: Standing, report: TrustReport) -> str:
     scored = [r.probe_id for r in report.results if r.status == "ok" and r.score is not None]
     if not st.references:
         return "Reference models: none installed."
-    markers = {m.reference: m for ms in st.probes.values() for m in ms}
-    sizes = st.sizes_text(list({m.reference: m for m in markers.values()}.values())) if markers else "no reference"
+    markers = {m.reference: m for ms in st.probes.values() for m in ms}  # one per reference
+    sizes = st.sizes_text(list(markers.values())) if markers else "no reference"
     on = sum(1 for p in scored if st.probes.get(p))
     text = (f"Reference models (real models audited by trustslm with the default profile, shipped with it): {sizes} "
             f"comparable on {on} of {len(scored)} scored probes (same probe version, options and data).")
@@ -212,26 +207,24 @@ def standing_summary(st: Standing, report: TrustReport) -> str:
     return text
 
 
-def stale_probes(reference: Reference, registry=None) -> dict[str, str]:
+def stale_probes(reference: Reference, registry: Registry | None = None) -> dict[str, str]:
     """The probes for which ``reference`` is not what the installed trustslm runs by default
     (version, options, data, or the scoring method), with why; probes it lacks or that the default
     run skips are not listed."""
     from trustslm.core.hashing import sha256_file
-    from trustslm.core.registry import Registry
     from trustslm.core.resources import datasets_dir
     from trustslm.engine.run import plan
+    from trustslm.gate.compare import options_differ
     from trustslm.scoring.aggregate import scoring_info
 
     registry = registry or Registry()
+    method = other_scoring(reference.report.scoring, scoring_info(reference.report.scoring.bootstrap_resamples))
     out: dict[str, str] = {}
-    now = scoring_info(reference.report.scoring.bootstrap_resamples)
-    s = reference.report.scoring
-    method = (s.normaliser, s.interval) != (now.normaliser, now.interval)
     for result in reference.report.results:
-        if result.status == "ok" and method:
-            out[result.probe_id] = "scored by another normaliser or interval method than the installed trustslm's"
-            continue
         if result.status != "ok":
+            continue
+        if method:
+            out[result.probe_id] = method
             continue
         if result.probe_id not in registry.specs:
             out[result.probe_id] = "no longer installed"
@@ -240,10 +233,9 @@ def stale_probes(reference: Reference, registry=None) -> dict[str, str]:
         if spec.version != result.version:
             out[result.probe_id] = f"probe version {result.version} in the reference, {spec.version} installed"
             continue
-        planned = plan(registry, [result.probe_id])[0]
-        options = {k: v for k, v in planned.probe.options.model_dump().items() if k not in _PATH_OPTIONS}
-        if options != _options_key(result):
-            diff = sorted(k for k in set(options) | set(_options_key(result)) if options.get(k) != _options_key(result).get(k))
+        default = plan(registry, [result.probe_id])[0].probe.options.model_dump()
+        diff = options_differ(result, result.model_copy(update={"options": default}), registry)
+        if diff:
             out[result.probe_id] = f"default options changed ({', '.join(diff)})"
             continue
         for d in result.datasets:

@@ -2,14 +2,14 @@
 build their leaderboard (:mod:`trustslm.report.leaderboard`) and write ``leaderboard.md`` and
 ``leaderboard.html`` into the output folder.
 
-Both files are rendered first, then each is written to an exclusive temporary name in the folder
-and the two are moved in together (:mod:`trustslm.core.atomic`), so a failure leaves the previous
-leaderboard as it was and no name planted in the folder redirects a write."""
+Both files are rendered first, then written as a report's are
+(:func:`trustslm.report.files.write_files`: each to an exclusive temporary name in the folder,
+then moved in), so a failure leaves the previous leaderboard as it was and no name planted in the
+folder redirects a write."""
 
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
@@ -19,7 +19,7 @@ from trustslm.core.registry import Registry
 from trustslm.core.types import TrustReport
 from trustslm.gate.compare import DEFAULT_COMPARE_RESAMPLES
 from trustslm.report import standing
-from trustslm.report.files import check_out_dir, load_report_dir
+from trustslm.report.files import check_out_dir, load_report_dir, write_files
 from trustslm.report.leaderboard import (
     Entry,
     build_leaderboard,
@@ -30,22 +30,6 @@ from trustslm.report.leaderboard import (
 DEFAULT_OUT = "trustslm-leaderboard"
 #: What the leaderboard writes: file name -> renderer.
 LEADERBOARD_FILES = {"leaderboard.md": render_leaderboard_markdown, "leaderboard.html": render_leaderboard_html}
-
-
-def check_leaderboard_dir(out: str | Path) -> Path:
-    """``out`` as a path, or a one-line :class:`BadInputError` where it can't hold the leaderboard
-    (a file, or a folder where one of its files goes); read-only, so it can run before the work."""
-    out = check_out_dir(out)
-    for name in LEADERBOARD_FILES:
-        try:
-            mode = os.lstat(out / name).st_mode
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            raise BadInputError(f"can't use {out / name}: {exc.strerror or exc}") from None
-        if stat.S_ISDIR(mode):
-            raise BadInputError(f"can't write {out / name}: it is a folder")
-    return out
 
 
 def report_link(folder: Path, out: Path) -> str | None:
@@ -89,7 +73,7 @@ def leaderboard(reports: Sequence[str | Path | TrustReport] | str | Path | Trust
     not a report, or fewer than two reports in all, is a one-line :class:`BadInputError`."""
     if isinstance(reports, (str, Path, TrustReport)):
         reports = [reports]
-    out_dir = check_leaderboard_dir(out if out is not None else DEFAULT_OUT)
+    out_dir = check_out_dir(out if out is not None else DEFAULT_OUT, LEADERBOARD_FILES)
     entries = [_entry(r, out_dir) for r in reports]
     if with_references:
         entries += _reference_entries(out_dir)
@@ -97,29 +81,4 @@ def leaderboard(reports: Sequence[str | Path | TrustReport] | str | Path | Trust
         refs = " (with the shipped references)" if with_references else ""
         raise BadInputError(f"a leaderboard needs at least 2 reports{refs}, got {len(entries)}")
     board = build_leaderboard(entries, registry=registry, resamples=resamples)
-    texts = {name: render(board) for name, render in LEADERBOARD_FILES.items()}
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BadInputError(f"can't create output folder {out_dir}: {exc.strerror or exc}") from None
-    _write_all(out_dir, texts)
-    return [out_dir / name for name in LEADERBOARD_FILES]
-
-
-def _write_all(out_dir: Path, texts: dict[str, str]) -> None:
-    """Stage every text in an exclusive temporary file in ``out_dir``, then move them all in; on a
-    failure no temporary file is left and no file is half-written."""
-    from trustslm.core.atomic import commit, discard, stage, sync_folder
-
-    staged: dict[str, Path] = {}
-    try:
-        for name, text in texts.items():
-            staged[name] = stage(out_dir / name, text)
-        for name, tmp in staged.items():
-            commit(tmp, out_dir / name)
-    except OSError as exc:
-        raise BadInputError(f"can't write into {out_dir}: {exc.strerror or exc}") from None
-    finally:
-        for tmp in staged.values():  # gone once committed; left only after a failure
-            discard(tmp)
-    sync_folder(out_dir)
+    return write_files(out_dir, {name: render(board) for name, render in LEADERBOARD_FILES.items()})

@@ -117,3 +117,30 @@ def test_model_kind_prefix(tiny_gpt2):
     adapter = load_model(f"hf:{tiny_gpt2}")
     assert adapter.info().kind == "hf"
     assert load_model("mock").info().kind == "mock"
+
+
+@pytest.mark.parametrize("fixture", ["tiny_gpt2", "tiny_llama"])
+def test_scoring_projects_only_the_scored_positions(request, fixture):
+    """The plain scoring pass asks the model for the logits of the columns some continuation
+    scores (``logits_to_keep``), not of every position, and the log-likelihoods stay the
+    one-at-a-time ones (rows of similar length, as the engine's length-sorted batches are)."""
+    import functools
+
+    adapter = load_model(request.getfixturevalue(fixture), batch_size=8, model_args={"prefix_sharing": False})
+    real = adapter.model.forward
+    kept = []
+
+    @functools.wraps(real)
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        kept.append((kwargs.get("logits_to_keep"), kwargs["input_ids"].shape[1], out.logits.shape[1]))
+        return out
+
+    adapter.model.forward = spy
+    reqs = [LoglikelihoodRequest(TEXTS[k], cont) for k in (1, 3) for cont in (" and then it rained", " x", "")]
+    got = adapter.loglikelihood(reqs)
+    [(keep, width, columns)] = kept
+    assert keep is not None and columns == len(keep) < width
+    for r, res in zip(reqs, got):
+        want = manual_loglikelihood(adapter, r.context, r.continuation) if r.continuation else 0.0
+        assert res.logprob == pytest.approx(want, abs=float32_logprob(res.n_tokens, want))

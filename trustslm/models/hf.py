@@ -335,8 +335,30 @@ class HFModel(HFTokenRules, ModelAdapter):
         rows = self._scoring_rows(batch)
         return rows, self._rows_logits(rows, kind)
 
-    def _rows_logits(self, rows: list[tuple[list[int], list[int]]], kind: str):
-        """The logits of one right-padded forward pass over the rows' input ids."""
+    def _continuation_spans(self, rows: list[tuple[list[int], list[int]]], kind: str) -> list[Any]:
+        """Each row's continuation logits (None for an empty continuation), from one right-padded
+        forward pass that projects onto the vocabulary only the positions some row scores (the
+        columns from the earliest continuation start to the latest end, ``logits_to_keep``): the
+        whole-sequence logits of a 262k-word vocabulary cost more than the model itself. The
+        full logits are kept where steering transforms them (it sees whole rows) or where the
+        model's forward can't keep positions."""
+        import torch
+
+        from trustslm.models.prefix_share import forward_names
+
+        scored = [(len(inp), len(cont)) for inp, cont in rows if cont]
+        keep = None
+        if scored and not self.steering and forward_names(self.model)[1] == "logits_to_keep":
+            start, end = min(n - c for n, c in scored), max(n for n, _ in scored)
+            keep = (start, torch.arange(start, end, device=self.device))
+        logits = self._rows_logits(rows, kind, keep=None if keep is None else keep[1])
+        start = 0 if keep is None else keep[0]
+        return [logits[i, len(inp) - len(cont) - start : len(inp) - start] if cont else None
+                for i, (inp, cont) in enumerate(rows)]
+
+    def _rows_logits(self, rows: list[tuple[list[int], list[int]]], kind: str, keep: Any = None):
+        """The logits of one right-padded forward pass over the rows' input ids (only at the
+        positions ``keep``, a 1-D tensor, when given)."""
         import torch
 
         width = max(1, max(len(inp) for inp, _ in rows))
@@ -350,7 +372,8 @@ class HFModel(HFTokenRules, ModelAdapter):
                                   "spans": [(len(inp), cont) for inp, cont in rows]})
         with torch.inference_mode(), self._memory_guard():
             ids, mask = ids.to(self.device), mask.to(self.device)
-            logits = self.model(input_ids=ids, attention_mask=mask).logits
+            logits = self.model(input_ids=ids, attention_mask=mask,
+                                **({} if keep is None else {"logits_to_keep": keep})).logits
             for steering in self.steering:
                 logits = steering.transform_logits(ids, mask, logits)
         return logits
@@ -417,10 +440,8 @@ class HFModel(HFTokenRules, ModelAdapter):
             n, c = len(rows[i][0]) - prefix[k], len(rows[i][1])
             spans[i] = logits[k, n - c : n]
         if outside:
-            plain = self._rows_logits([rows[i] for i in outside], "loglikelihood")
-            for k, i in enumerate(outside):
-                n, c = len(rows[i][0]), len(rows[i][1])
-                spans[i] = plain[k, n - c : n]
+            for i, span in zip(outside, self._continuation_spans([rows[i] for i in outside], "loglikelihood")):
+                spans[i] = span
         return spans
 
     def _loglikelihood_batch(self, batch: list[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
@@ -429,8 +450,7 @@ class HFModel(HFTokenRules, ModelAdapter):
         rows = self._scoring_rows(batch)
         spans = self._shared_prefix_spans(rows)
         if spans is None:
-            rows, logits = self._scoring_forward(batch, "loglikelihood")
-            spans = [logits[i, len(inp) - len(cont) : len(inp)] if cont else None for i, (inp, cont) in enumerate(rows)]
+            spans = self._continuation_spans(rows, "loglikelihood")
         out = []
         for (_, cont), span in zip(rows, spans):
             if not cont:

@@ -6,7 +6,8 @@
 
 For each model (installed by ``bench/real_models.py`` into its default folder) this runs the
 default audit (``trustslm audit MODEL --backend hf --out WORK/NAME --resume``; :data:`BACKEND`),
-times it, and writes ``trustslm/report/reference_audits/NAME/``: the report (absolute paths cut to file
+times it (a run stopped from outside and finished by a later run counts all its runs' time:
+``WORK/NAME/runs.json``), and writes ``trustslm/report/reference_audits/NAME/``: the report (absolute paths cut to file
 names), the unit tables (only those whose text cells are short labels; a probe whose units hold
 longer text is left out and named), and ``reference.json``: the model, its size and quantisation,
 the backend, the command, the audit's wall time, the machine, trustslm's version and commit.
@@ -28,6 +29,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -90,6 +92,43 @@ def _commit() -> str | None:
         return None
 
 
+#: How often a running audit writes its elapsed time to ``WORK/NAME/runs.json`` (seconds).
+HEARTBEAT_S = 30
+
+
+def _run_timed(cmd: list[str], runs_file: Path) -> tuple[int, float]:
+    """Run the audit, appending this run to ``runs_file`` and rewriting its elapsed time every
+    :data:`HEARTBEAT_S` s, so that a run stopped from outside (the machine's session ended) still
+    counts, to within that, towards the audit's time when ``--resume`` finishes it later."""
+    runs = json.loads(runs_file.read_text()) if runs_file.is_file() else []
+    mine = {"started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": _commit(),
+            "wall_time_s": 0.0, "finished": False}
+    runs.append(mine)
+    t0 = time.monotonic()
+    stop = threading.Event()
+
+    def write() -> None:
+        mine["wall_time_s"] = round(time.monotonic() - t0, 1)
+        runs_file.write_text(json.dumps(runs, indent=1) + "\n")
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_S):
+            write()
+
+    runs_file.parent.mkdir(parents=True, exist_ok=True)
+    write()
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        rc = subprocess.run(cmd).returncode
+    finally:
+        stop.set()
+        thread.join()
+    mine["finished"] = rc in (0, 1)
+    write()
+    return rc, sum(r["wall_time_s"] for r in runs)
+
+
 def audit(name: str, work: Path, profile: str, rescore: bool = False) -> float:
     gguf = default_dest() / f"{name}.gguf"
     if name != "smollm2-135m-instruct" and not gguf.is_file():
@@ -98,14 +137,19 @@ def audit(name: str, work: Path, profile: str, rescore: bool = False) -> float:
     cmd = [sys.executable, "-m", "trustslm", "audit", named, "--backend", BACKEND[name], "--out", str(work / name),
            "--resume"] + (["--quick"] if profile == "quick" else [])
     log(f"== {name}: {' '.join(cmd)}")
-    t0 = time.monotonic()
-    rc = subprocess.run(cmd).returncode
-    wall = time.monotonic() - t0
+    if rescore:
+        t0 = time.monotonic()
+        rc, wall, runs = subprocess.run(cmd).returncode, time.monotonic() - t0, None
+    else:
+        rc, wall = _run_timed(cmd, work / name / "runs.json")
+        runs = json.loads((work / name / "runs.json").read_text())
     if rc not in (0, 1):  # 1: a gate failed, the report is written
         raise SystemExit(f"error: the audit of {name} exited {rc}")
     shown = "smollm2" if name == "smollm2-135m-instruct" else f"{name}.gguf"
     now = {"wall_time_s": round(wall, 1), "commit": _commit(),
            "made_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if runs is not None and len(runs) > 1:  # resumed: the time is the runs' sum, and the runs are kept
+        now["runs"] = runs
     made_file = work / name / "made_with.json"
     if rescore:  # the answers came from the first run's cache: its time is the audit's time
         made = json.loads(made_file.read_text())
@@ -150,6 +194,7 @@ def package(name: str, work: Path) -> Path:
         "commit": made["commit"],
         "made_at": made["made_at"],
         "rescored": made.get("rescored"),
+        "runs": made.get("runs"),
         "units_left_out": dropped,
     }
     (dest / "reference.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")

@@ -169,3 +169,37 @@ def test_a_fine_tuned_tiny_model_report_shows_the_reference_markers(finetuned_pa
     markers = sum(map(len, st.probes.values())) + sum(map(len, st.dimensions.values()))
     assert markers >= len(LIKELIHOOD) and html.count('class="ref-marker"') == markers
     assert "Reference models: SmolLM2-135M-Instruct" in md
+
+
+def test_an_audit_stopped_and_resumed_counts_every_runs_time(tmp_path, monkeypatch):
+    """bench/references.py: a run killed from outside (its session ended) has written its elapsed
+    time every heartbeat, and the run that finishes the audit reports the sum of the runs."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    import references
+
+    monkeypatch.setattr(references, "HEARTBEAT_S", 0.1)
+    runs_file = tmp_path / "model" / "runs.json"
+    script = tmp_path / "first.py"  # the first run: bench/references.py itself, killed while its audit runs
+    script.write_text(
+        "import sys, subprocess\n"
+        f"sys.path.insert(0, {str(Path(references.__file__).parent)!r})\n"
+        "import references\nreferences.HEARTBEAT_S = 0.1\n"
+        f"references._run_timed([sys.executable, '-c', 'import time; time.sleep(60)'], __import__('pathlib').Path({str(runs_file)!r}))\n")
+    first = subprocess.Popen([sys.executable, str(script)], start_new_session=True)
+    time.sleep(1.5)
+    os.killpg(first.pid, signal.SIGKILL)  # the run and its audit, as a session's end stops them
+    first.wait()
+    [stopped] = json.loads(runs_file.read_text())
+    assert not stopped["finished"] and 0.5 <= stopped["wall_time_s"] <= 1.6
+    rc, total = references._run_timed([sys.executable, "-c", "import time; time.sleep(0.5)"], runs_file)
+    runs = json.loads(runs_file.read_text())
+    assert rc == 0 and [r["finished"] for r in runs] == [False, True]
+    assert runs[1]["wall_time_s"] >= 0.5
+    assert total == pytest.approx(stopped["wall_time_s"] + runs[1]["wall_time_s"])

@@ -2,6 +2,7 @@
 
     python bench/references.py [--models NAME[,NAME]] [--work DIR] [--profile full|quick] [--package-only]
     python bench/references.py --check       # which shipped references are stale, and why (exit 1 if any)
+    python bench/references.py --table       # the README's table of the shipped references
     python bench/references.py --rescore     # rescore finished audits from the request cache (same answers)
 
 For each model (installed by ``bench/real_models.py`` into its default folder) this runs the
@@ -46,6 +47,13 @@ ORDER = ["smollm2-135m-instruct", "gemma3-270m", "qwen2.5-coder-0.5b-instruct", 
 #: the others are their GGUF files, converted by transformers alike. transformers batches requests,
 #: which makes it the fastest backend for a whole audit on two cores (README, "Backends, measured").
 BACKEND = {name: "hf" for name in ORDER}
+#: Each model's name in the references' labels, and the quantisation of the GGUF file it came from.
+LABEL = {"smollm2-135m-instruct": "SmolLM2-135M-Instruct", "gemma3-270m": "Gemma 3 270M (base)",
+         "qwen2.5-coder-0.5b-instruct": "Qwen2.5-Coder-0.5B-Instruct",
+         "qwen2.5-coder-1.5b-instruct": "Qwen2.5-Coder-1.5B-Instruct"}
+SOURCE_QUANT = {"smollm2-135m-instruct": "Q4_1", "gemma3-270m": "Q4_K_M",
+                "qwen2.5-coder-0.5b-instruct": "Q4_K_M (mostly Q5_0/Q8_0 tensors)",
+                "qwen2.5-coder-1.5b-instruct": "Q4_K_M"}
 #: The longest text a unit-table cell may hold to be shipped (labels such as a category or an attack name).
 MAX_LABEL_CHARS = 64
 
@@ -179,10 +187,10 @@ def package(name: str, work: Path) -> Path:
     model = report["model"]
     meta = {
         "name": name,
-        "model": model.get("name"),
+        "model": LABEL[name],
         "parameters": model.get("parameters"),
-        "weights": (model["quantisation"].get("file_type") if isinstance(model.get("quantisation"), dict)
-                    else f"{model.get('dtype')}, dequantised from the GGUF by transformers"),
+        "weights": (f"the {SOURCE_QUANT[name]} GGUF as it is" if model.get("backend") == "llama.cpp"
+                    else f"{model.get('dtype')}, dequantised by transformers from the {SOURCE_QUANT[name]} GGUF"),
         "file_sha256": MODELS[name].sha256,
         "backend": model.get("backend"),
         "profile": report["run"]["profile"],
@@ -216,6 +224,32 @@ def check() -> int:
     return 1 if bad else 0
 
 
+def _minutes(seconds: float) -> str:
+    m, s = divmod(round(seconds), 60)
+    return f"{m} min {s} s"
+
+
+def table() -> str:
+    """The README's table of the shipped references: size, backend, audit time, the dimension
+    scores and the overall score with their 95% intervals, read from the shipped files."""
+    from trustslm.core.types import DIMENSIONS
+    from trustslm.report.format import score_text
+    from trustslm.report.standing import load_references
+
+    head = ["reference", "parameters", "backend", "audit time", *DIMENSIONS, "overall"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for ref in load_references():
+        meta, report = ref.meta, ref.report
+        runs = meta.get("runs") or []
+        time_cell = _minutes(meta["audit_wall_time_s"]) + (f" ({len(runs)} runs)" if len(runs) > 1 else "")
+        dims = [report.dimensions[d] for d in DIMENSIONS]
+        cells = [ref.label, f"{meta['parameters'] / 1e6:.0f}M", f"{meta['backend']}, {meta['weights']}", time_cell,
+                 *(score_text(d.score, d.ci_low, d.ci_high) for d in dims),
+                 score_text(report.overall.score, report.overall.ci_low, report.overall.ci_high)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=",".join(ORDER))
@@ -226,9 +260,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="rerun finished audits in WORK with --resume (their answers come from the request cache) "
                          "to score them with the installed trustslm; the audit time kept is the first run's")
     ap.add_argument("--check", action="store_true")
+    ap.add_argument("--table", action="store_true", help="print the README's table of the shipped references")
     args = ap.parse_args(argv)
     if args.check:
         return check()
+    if args.table:
+        print(table())
+        return 0
     names = [n for n in args.models.split(",") if n]
     unknown = [n for n in names if n not in MODELS]
     if unknown:

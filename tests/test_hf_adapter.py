@@ -144,3 +144,22 @@ def test_scoring_projects_only_the_scored_positions(request, fixture):
     for r, res in zip(reqs, got):
         want = manual_loglikelihood(adapter, r.context, r.continuation) if r.continuation else 0.0
         assert res.logprob == pytest.approx(want, abs=float32_logprob(res.n_tokens, want))
+
+
+def test_a_forward_that_ignores_logits_to_keep_is_still_read_right(tiny_llama):
+    """A model class that takes ``logits_to_keep`` but returns every position anyway (a custom
+    forward) is indexed by position, not by the kept columns."""
+    import functools
+
+    adapter = load_model(tiny_llama, batch_size=8, model_args={"prefix_sharing": False})
+    real = adapter.model.forward
+
+    @functools.wraps(real)
+    def ignoring(*args, logits_to_keep=None, **kwargs):
+        return real(*args, **kwargs)
+
+    adapter.model.forward = ignoring
+    reqs = [LoglikelihoodRequest(TEXTS[k], cont) for k in (1, 3) for cont in (" and then it rained", " x")]
+    for r, res in zip(reqs, adapter.loglikelihood(reqs)):
+        want = manual_loglikelihood(adapter, r.context, r.continuation)
+        assert res.logprob == pytest.approx(want, abs=float32_logprob(res.n_tokens, want))

@@ -352,7 +352,8 @@ class HFModel(HFTokenRules, ModelAdapter):
             start, end = min(n - c for n, c in scored), max(n for n, _ in scored)
             keep = (start, torch.arange(start, end, device=self.device))
         logits = self._rows_logits(rows, kind, keep=None if keep is None else keep[1])
-        start = 0 if keep is None else keep[0]
+        # a forward that takes the argument but ignores it returns every position: index those
+        start = keep[0] if keep is not None and logits.shape[1] == len(keep[1]) else 0
         return [logits[i, len(inp) - len(cont) - start : len(inp) - start] if cont else None
                 for i, (inp, cont) in enumerate(rows)]
 

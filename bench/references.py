@@ -115,9 +115,11 @@ def _run_timed(cmd: list[str], runs_file: Path) -> tuple[int, float]:
     t0 = time.monotonic()
     stop = threading.Event()
 
-    def write() -> None:
+    def write() -> None:  # atomic: a run killed while writing leaves the last whole file
         mine["wall_time_s"] = round(time.monotonic() - t0, 1)
-        runs_file.write_text(json.dumps(runs, indent=1) + "\n")
+        part = runs_file.with_suffix(".json.part")
+        part.write_text(json.dumps(runs, indent=1) + "\n")
+        os.replace(part, runs_file)
 
     def beat() -> None:
         while not stop.wait(HEARTBEAT_S):

@@ -104,10 +104,11 @@ def _commit() -> str | None:
 HEARTBEAT_S = 30
 
 
-def _run_timed(cmd: list[str], runs_file: Path) -> tuple[int, float]:
+def _run_timed(cmd: list[str], runs_file: Path) -> tuple[int, list[dict]]:
     """Run the audit, appending this run to ``runs_file`` and rewriting its elapsed time every
     :data:`HEARTBEAT_S` s, so that a run stopped from outside (the machine's session ended) still
-    counts, to within that, towards the audit's time when ``--resume`` finishes it later."""
+    counts, to within that, towards the audit's time when ``--resume`` finishes it later. Returns
+    the exit status and every run so far (the audit's time is their sum)."""
     runs = json.loads(runs_file.read_text()) if runs_file.is_file() else []
     mine = {"started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": _commit(),
             "wall_time_s": 0.0, "finished": False}
@@ -136,7 +137,7 @@ def _run_timed(cmd: list[str], runs_file: Path) -> tuple[int, float]:
         thread.join()
     mine["finished"] = rc in (0, 1)
     write()
-    return rc, sum(r["wall_time_s"] for r in runs)
+    return rc, runs
 
 
 def audit(name: str, work: Path, profile: str, rescore: bool = False) -> float:
@@ -151,8 +152,8 @@ def audit(name: str, work: Path, profile: str, rescore: bool = False) -> float:
         t0 = time.monotonic()
         rc, wall, runs = subprocess.run(cmd).returncode, time.monotonic() - t0, None
     else:
-        rc, wall = _run_timed(cmd, work / name / "runs.json")
-        runs = json.loads((work / name / "runs.json").read_text())
+        rc, runs = _run_timed(cmd, work / name / "runs.json")
+        wall = sum(r["wall_time_s"] for r in runs)
     if rc not in (0, 1):  # 1: a gate failed, the report is written
         raise SystemExit(f"error: the audit of {name} exited {rc}")
     shown = "smollm2" if name == "smollm2-135m-instruct" else f"{name}.gguf"

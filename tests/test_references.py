@@ -198,8 +198,7 @@ def test_an_audit_stopped_and_resumed_counts_every_runs_time(tmp_path, monkeypat
     first.wait()
     [stopped] = json.loads(runs_file.read_text())
     assert not stopped["finished"] and 0.5 <= stopped["wall_time_s"] <= 1.6
-    rc, total = references._run_timed([sys.executable, "-c", "import time; time.sleep(0.5)"], runs_file)
+    rc, returned = references._run_timed([sys.executable, "-c", "import time; time.sleep(0.5)"], runs_file)
     runs = json.loads(runs_file.read_text())
-    assert rc == 0 and [r["finished"] for r in runs] == [False, True]
-    assert runs[1]["wall_time_s"] >= 0.5
-    assert total == pytest.approx(stopped["wall_time_s"] + runs[1]["wall_time_s"])
+    assert rc == 0 and returned == runs and [r["finished"] for r in runs] == [False, True]
+    assert runs[1]["wall_time_s"] >= 0.5 and runs[0] == stopped

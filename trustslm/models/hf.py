@@ -347,13 +347,13 @@ class HFModel(HFTokenRules, ModelAdapter):
         from trustslm.models.prefix_share import forward_names
 
         scored = [(len(inp), len(cont)) for inp, cont in rows if cont]
-        keep = None
+        start, keep = 0, None
         if scored and not self.steering and forward_names(self.model)[1] == "logits_to_keep":
-            start, end = min(n - c for n, c in scored), max(n for n, _ in scored)
-            keep = (start, torch.arange(start, end, device=self.device))
-        logits = self._rows_logits(rows, kind, keep=None if keep is None else keep[1])
-        # a forward that takes the argument but ignores it returns every position: index those
-        start = keep[0] if keep is not None and logits.shape[1] == len(keep[1]) else 0
+            start = min(n - c for n, c in scored)
+            keep = torch.arange(start, max(n for n, _ in scored), device=self.device)
+        logits = self._rows_logits(rows, kind, keep=keep)
+        if keep is None or logits.shape[1] != len(keep):  # a forward that ignores the argument
+            start = 0  # returns every position: index those
         return [logits[i, len(inp) - len(cont) - start : len(inp) - start] if cont else None
                 for i, (inp, cont) in enumerate(rows)]
 

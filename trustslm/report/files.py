@@ -84,22 +84,11 @@ def write_files(out_dir: Path, texts: dict[str, str]) -> list[Path]:
     """Write ``texts`` (file name -> text) into ``out_dir``, creating it: every text is staged in an
     exclusive temporary file first and then moved in, so a failure leaves no temporary file and no
     half-written one (one-line :class:`BadInputError`). Returns the paths, in ``texts``' order."""
-    from trustslm.core.atomic import commit, discard, sync_folder
-
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise BadInputError(f"can't create output folder {out_dir}: {exc.strerror or exc}") from None
-    staged = _stage_all(out_dir, texts)
-    try:
-        for name, tmp in staged.items():
-            commit(tmp, out_dir / name)
-    except OSError as exc:
-        raise BadInputError(f"can't write {out_dir}: {exc.strerror or exc}") from None
-    finally:
-        for tmp in staged.values():  # gone once committed; left only after a failure
-            discard(tmp)
-    sync_folder(out_dir)
+    _commit_staged(out_dir, _stage_all(out_dir, texts), list(texts))
     return [out_dir / name for name in texts]
 
 
@@ -123,13 +112,20 @@ def _stage_all(out_dir: Path, texts: dict[str, str]) -> dict[str, Path]:
 def _commit_all(out_dir: Path, staged: dict[str, Path]) -> None:
     """Remove the previous report (``report.json`` first), then move the staged files in
     (``report.json`` last)."""
+    order = [COMMIT_FILE, *(n for n in OUTPUT_FILES if n != COMMIT_FILE)]
+    _commit_staged(out_dir, staged, list(reversed(order)), remove_first=order)
+
+
+def _commit_staged(out_dir: Path, staged: dict[str, Path], names: list[str],
+                   remove_first: tuple[str, ...] | list[str] = ()) -> None:
+    """Remove the files ``remove_first`` names, then move the staged files in, in the order of
+    ``names``; whatever happens, no temporary file is left (one-line :class:`BadInputError`)."""
     from trustslm.core.atomic import commit, discard, sync_folder
 
-    order = [COMMIT_FILE, *(n for n in OUTPUT_FILES if n != COMMIT_FILE)]
     try:
-        for name in order:
+        for name in remove_first:
             (out_dir / name).unlink(missing_ok=True)
-        for name in reversed(order):
+        for name in names:
             commit(staged[name], out_dir / name)
     except OSError as exc:
         raise BadInputError(f"can't write {out_dir}: {exc.strerror or exc}") from None

@@ -57,6 +57,7 @@ REQUEST_DIGESTS = {
     "truthfulness.self_consistency": ("d9fc5a6ed655663414361c00155848b43e2453653a236f829ff68ab44dbfecff",
                                       "fd63245472f7e2a96b5aefd1cf063e2aff81c52e8fd96f3530fb29526f887a3f"),
     "truthfulness.truthfulqa_mc": ("681f8c589e56aaae0522c505963eabea90cf75469300023f482f060be92b3875", None),
+    "truthfulness.truthfulqa_gen": ("21fb0850d09fbedfcab5f0fc9bdf73f803d53219bd0052aba7a86d4fa19efcd9", None),
 }
 
 

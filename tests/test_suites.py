@@ -49,7 +49,37 @@ def test_builtin_suites_load_and_name_known_probes():
     assert {p.split(".")[0] for p in standard.probes} == {"fairness", "privacy", "robustness", "toxicity",
                                                           "truthfulness"}
     rows = {r["name"]: r for r in api.list_suites(registry)}
-    assert set(rows) >= {"smoke", "standard"} and len(rows["smoke"]["probes"]) == len(registry.specs)
+    assert set(rows) >= {"smoke", "standard"}
+    # smoke: every probe but the one whose metric needs the benchmark's own answers
+    assert smoke.exclude == ("truthfulness.truthfulqa_gen",)
+    assert rows["smoke"]["probes"] == sorted(set(registry.specs) - {"truthfulness.truthfulqa_gen"})
+    assert "truthfulness.truthfulqa_gen" in standard.probes
+
+
+def test_a_star_suite_leaves_out_its_exclusions_and_probes_cannot_choose_them(tmp_path):
+    registry = Registry()
+    smoke = load_suite("smoke")
+    planned = [p.probe.id for p in engine.plan(registry, None, suite=smoke)]
+    assert planned == sorted(set(registry.specs) - {"truthfulness.truthfulqa_gen"})
+    assert [p.probe.id for p in engine.plan(registry, ["truthfulness.*"], suite=smoke)] == [
+        "truthfulness.calibration", "truthfulness.closed_book_qa", "truthfulness.self_consistency",
+        "truthfulness.truthfulqa_mc"]
+    with pytest.raises(BadInputError, match="selects none of suite smoke"):
+        engine.plan(registry, ["truthfulness.truthfulqa_gen"], suite=smoke)
+    proc = run_cli("audit", "mock", "--probes", "truthfulness.truthfulqa_gen", "--out", str(tmp_path / "out"),
+                   "--no-progress")
+    assert_one_line_error(proc, 2, "--suite standard runs them")
+    own = tmp_path / "s.yaml"
+    own.write_text('name: x\nversion: 1\nprobes: "*"\nexclude: [hallucination.truthfulqa_mc]\n')  # an alias
+    assert "truthfulness.truthfulqa_mc" not in [p.probe.id for p in engine.plan(registry, None, suite=load_suite(own))]
+    own.write_text('name: x\nversion: 1\nprobes: "*"\nexclude: [fairness.nope]\n')
+    with pytest.raises(UnknownNameError):
+        engine.plan(registry, None, suite=load_suite(own))
+    for bad, needle in (('probes: "*"\nexclude: fairness.bbq', "'exclude' must be a list"),
+                        ("probes: {fairness.bbq: {}}\nexclude: [fairness.bbq]", "'exclude' goes with")):
+        own.write_text(f"name: x\nversion: 1\n{bad}\n")
+        with pytest.raises(BadInputError, match=needle):
+            load_suite(own)
 
 
 def test_suite_errors_are_one_line(tmp_path):
@@ -94,7 +124,7 @@ def test_suite_options_sit_under_the_users_and_probes_choose_among_its_own(tmp_p
 def test_standard_suite_names_sources_and_samples(tmp_path):
     report = api.audit("mock", suite="standard", probes=["fairness.stereotype_pairs", "fairness.stereoset"],
                        data_dir=SHARED_DATASETS, limit=20, progress=False, bootstrap_resamples=50)
-    assert report.run.suite == "standard@1" and len(report.run.suite_sha256) == 64
+    assert report.run.suite == "standard@2" and len(report.run.suite_sha256) == 64
     by_id = {r.probe_id: r for r in report.results}
     crows = by_id["fairness.stereotype_pairs"].datasets[0]
     assert crows.name == "crows_pairs" and crows.n_items == 1508 and crows.n_used == 20 and crows.sampling is None

@@ -224,13 +224,13 @@ def list_probes(registry: Registry | None = None) -> list[dict[str, Any]]:
 
 def list_suites(registry: Registry | None = None) -> list[dict[str, Any]]:
     """name, version, summary and probes of every built-in suite."""
-    from trustslm.engine.suites import load_suite, suite_names
+    from trustslm.engine.suites import load_suite, suite_names, suite_probe_ids
 
     registry = registry or Registry()
     rows = []
     for name in suite_names():
         suite = load_suite(name)
-        probes = suite.probes if suite.probes is not None else sorted(registry.specs)
+        probes = sorted(suite_probe_ids(registry, suite))
         rows.append({"name": suite.name, "version": suite.version, "summary": suite.summary, "probes": probes})
     return rows
 

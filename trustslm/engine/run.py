@@ -41,7 +41,7 @@ from trustslm.engine.detectors import detector_checks
 from trustslm.engine.execute import ExecutionStats, execute, memo_call
 from trustslm.engine.executors import Executor
 from trustslm.engine.options import Overrides, build_options
-from trustslm.engine.suites import Suite
+from trustslm.engine.suites import Suite, suite_probe_ids, suites_running
 from trustslm.models.base import ModelAdapter, model_info
 from trustslm.probes.base import (
     FileOption,
@@ -130,15 +130,17 @@ def plan(
 
 def _select(registry: Registry, patterns: list[str] | None, suite: Suite | None) -> list:
     """The specs ``patterns`` select among the suite's probes."""
-    if suite is None or suite.probes is None:
+    if suite is None:
         return registry.select(patterns)
-    in_suite = {registry.spec(pid).id for pid in suite.probes}  # an unknown id in a suite is an error
-    if not patterns:
+    in_suite = suite_probe_ids(registry, suite)
+    if not patterns and suite.probes is not None:
         return [registry.specs[k] for k in sorted(in_suite)]
-    chosen = [s for s in registry.select(patterns) if s.id in in_suite]
-    if not chosen:
+    chosen = [s for s in registry.select(patterns) if s.id in in_suite]  # "*": the registry's order
+    if not chosen and patterns:
+        elsewhere = suites_running(registry, [s.id for s in registry.select(patterns)])
+        hint = f"; --suite {' or '.join(elsewhere)} runs them" if elsewhere else ""
         raise BadInputError(f"--probes {','.join(patterns)} selects none of suite {suite.name}'s probes "
-                            f"({', '.join(sorted(in_suite))})")
+                            f"({', '.join(sorted(in_suite))}){hint}")
     return chosen
 
 

@@ -12,6 +12,9 @@ takes a path to one of the user's own::
     quick:                        # options over those in the quick profile (--quick)
       toxicity.continuation: {k: 5}
 
+``probes: "*"`` runs every installed probe but those listed under ``exclude`` (the smoke suite
+leaves out the probes whose metric means nothing on a small written set).
+
 Its options sit over the specs' (and their ``quick`` options) and under everything the user gives:
 what is found beside the model, ``--config`` and ``--set``. ``--probes`` chooses among the
 suite's probes. ``smoke`` (every probe on the project's own small sets, offline) is the default.
@@ -24,12 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from trustslm.core.errors import BadInputError
-from trustslm.core.registry import unknown_name_error
+from trustslm.core.registry import Registry, unknown_name_error
 from trustslm.core.resources import probes_dir
 from trustslm.core.textfiles import check_tree, read_yaml_file
 
 DEFAULT_SUITE = "smoke"
-_KEYS = {"name", "version", "summary", "probes", "quick"}
+_KEYS = {"name", "version", "summary", "probes", "exclude", "quick"}
 
 
 @dataclass(frozen=True)
@@ -37,10 +40,12 @@ class Suite:
     name: str
     version: str
     summary: str
-    probes: list[str] | None  # None: every registered probe
+    probes: list[str] | None  # None: every registered probe but those in ``exclude``
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     quick: dict[str, dict[str, Any]] = field(default_factory=dict)
     sha256: str = ""
+    #: With ``probes`` None: the probe ids (or aliases) left out.
+    exclude: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -79,14 +84,32 @@ def load_suite(name: str | Path) -> Suite:
         chosen, options = [str(k) for k in probes], {str(k): dict(v or {}) for k, v in probes.items()}
     else:
         raise BadInputError(f"suite {path}: 'probes' must be \"*\" or a mapping of probe ids to their options")
+    exclude = data.get("exclude") or []
+    if not isinstance(exclude, list) or not all(isinstance(x, str) for x in exclude):
+        raise BadInputError(f"suite {path}: 'exclude' must be a list of probe ids")
+    if exclude and chosen is not None:
+        raise BadInputError(f"suite {path}: 'exclude' goes with probes: \"*\" (a mapping names its probes)")
     quick = data.get("quick") or {}
     if not isinstance(quick, dict) or not all(isinstance(v, dict) for v in quick.values()):
         raise BadInputError(f"suite {path}: 'quick' must map probe ids to options")
     return Suite(name=str(data["name"]), version=str(data["version"]), summary=str(data.get("summary", "")),
-                 probes=chosen, options=options, quick={str(k): dict(v) for k, v in quick.items()}, sha256=digest)
+                 probes=chosen, options=options, quick={str(k): dict(v) for k, v in quick.items()}, sha256=digest,
+                 exclude=tuple(exclude))
 
 
 def suite_arg(suite: str | Path | Suite | None) -> Suite:
     if isinstance(suite, Suite):
         return suite
     return load_suite(suite if suite is not None else DEFAULT_SUITE)
+
+
+def suite_probe_ids(registry: Registry, suite: Suite) -> set[str]:
+    """The ids of the probes ``suite`` runs (an unknown id in a suite is an error)."""
+    if suite.probes is None:
+        return set(registry.specs) - {registry.spec(pid).id for pid in suite.exclude}
+    return {registry.spec(pid).id for pid in suite.probes}
+
+
+def suites_running(registry: Registry, probe_ids: list[str]) -> list[str]:
+    """The built-in suites that run at least one of ``probe_ids``."""
+    return [name for name in suite_names() if suite_probe_ids(registry, load_suite(name)) & set(probe_ids)]

@@ -50,7 +50,7 @@ def test_a_former_id_selects_the_probe_with_one_notice():
         chosen = registry.select(["bias.stereotype_pairs", "bias.stereotype_pairs", "truthfulness.*"])
     assert [s.id for s in chosen] == ["fairness.stereotype_pairs", "truthfulness.calibration",
                                       "truthfulness.closed_book_qa", "truthfulness.self_consistency",
-                                      "truthfulness.truthfulqa_mc"]
+                                      "truthfulness.truthfulqa_gen", "truthfulness.truthfulqa_mc"]
     notices = [str(w.message) for w in caught if issubclass(w.category, TrustSLMDeprecationWarning)]
     assert notices == ["probe id 'bias.stereotype_pairs' is deprecated; it is now 'fairness.stereotype_pairs'"]
 

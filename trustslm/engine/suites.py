@@ -22,6 +22,7 @@ suite's probes. ``smoke`` (every probe on the project's own small sets, offline)
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from typing import Any
 from trustslm.core.errors import BadInputError
 from trustslm.core.registry import Registry, unknown_name_error
 from trustslm.core.resources import probes_dir
+from trustslm.core.specs import PROBE_ID_PATTERN
 from trustslm.core.textfiles import check_tree, read_yaml_file
 
 DEFAULT_SUITE = "smoke"
@@ -85,7 +87,8 @@ def load_suite(name: str | Path) -> Suite:
     else:
         raise BadInputError(f"suite {path}: 'probes' must be \"*\" or a mapping of probe ids to their options")
     exclude = data.get("exclude") or []
-    if not isinstance(exclude, list) or not all(isinstance(x, str) for x in exclude):
+    if not isinstance(exclude, list) or not all(isinstance(x, str) and re.fullmatch(PROBE_ID_PATTERN, x)
+                                                    for x in exclude):
         raise BadInputError(f"suite {path}: 'exclude' must be a list of probe ids")
     if exclude and chosen is not None:
         raise BadInputError(f"suite {path}: 'exclude' goes with probes: \"*\" (a mapping names its probes)")
@@ -104,9 +107,12 @@ def suite_arg(suite: str | Path | Suite | None) -> Suite:
 
 
 def suite_probe_ids(registry: Registry, suite: Suite) -> set[str]:
-    """The ids of the probes ``suite`` runs (an unknown id in a suite is an error)."""
+    """The ids of the probes ``suite`` runs. An unknown id among its probes is an error; an
+    exclusion ``registry`` doesn't know leaves nothing out (a suite may be applied to another group
+    of probes, such as the utility probes)."""
     if suite.probes is None:
-        return set(registry.specs) - {registry.spec(pid).id for pid in suite.exclude}
+        known = [pid for pid in suite.exclude if pid in registry.specs or pid in registry.aliases]
+        return set(registry.specs) - {registry.spec(pid).id for pid in known}
     return {registry.spec(pid).id for pid in suite.probes}
 
 

@@ -111,8 +111,7 @@ def suite_probe_ids(registry: Registry, suite: Suite) -> set[str]:
     exclusion ``registry`` doesn't know leaves nothing out (a suite may be applied to another group
     of probes, such as the utility probes)."""
     if suite.probes is None:
-        known = [pid for pid in suite.exclude if pid in registry.specs or pid in registry.aliases]
-        return set(registry.specs) - {registry.spec(pid).id for pid in known}
+        return set(registry.specs) - {registry.canonical(pid) for pid in suite.exclude}
     return {registry.spec(pid).id for pid in suite.probes}
 
 

@@ -78,8 +78,10 @@ def test_samples_of_one_prompt_run_the_prompt_once(tiny_llama):
         got = adapter.generate(reqs)
     finally:
         hook.remove()
-    # the two prompts once, then the 8 rows one token a step (fewer once a row ends)
-    assert widths[0][0] == 2 and widths[1] == (8, 1) and all(w[1] == 1 for w in widths[1:]), widths
+    # (a one-token pass finds whether prompts' prefixes can be shared), the two prompts once,
+    # then the 8 rows one token a step (fewer once a row ends)
+    assert widths[0] == (1, 1) and widths[1][0] == 2 and widths[2] == (8, 1), widths
+    assert all(w[1] == 1 for w in widths[2:]), widths
     for r, res in zip(reqs, got):
         assert res.text == adapter.tokenizer.decode(reference(adapter, r), skip_special_tokens=True)
 
@@ -118,6 +120,97 @@ def test_a_cache_whose_rows_cant_be_selected_keeps_them_and_gives_the_same_token
     monkeypatch.setattr(decode, "_can_select", lambda cache: False)
     adapter.recorder = []
     assert [r.text for r in adapter.generate(reqs)] == want
+
+
+@pytest.mark.parametrize("fixture", ["tiny_gpt2", "tiny_llama"])
+def test_the_preallocated_cache_gives_the_tokens_and_logits_of_transformers_own_cache(request, fixture, monkeypatch):
+    from trustslm.models import decode
+
+    adapter = load_model(request.getfixturevalue(fixture), batch_size=8)
+    reqs = [GenerateRequest(prompt=p, max_new_tokens=2 + 2 * i) for i, p in enumerate(PROMPTS)]
+    reqs += [GenerateRequest(prompt="The cat", max_new_tokens=6, temperature=1.0, sample_index=i) for i in range(3)]
+    made = []
+    real = decode.preallocate
+    monkeypatch.setattr(decode, "preallocate", lambda cache, extra: made.append(real(cache, extra)) or made[-1])
+    want = adapter.generate(reqs)
+    layers = made[0].layers
+    assert layers and all(type(layer).__name__ == "PreallocatedLayer" for layer in layers)
+    # rows left the batch along the way, and the buffers kept their rows' keys
+    assert layers[0].keys.shape[0] < len(reqs)
+    monkeypatch.setattr(decode, "preallocate", lambda cache, extra: cache)  # transformers' DynamicCache
+    got = adapter.generate(reqs)
+    assert [r.text for r in got] == [r.text for r in want] and [r.n_tokens for r in got] == [r.n_tokens for r in want]
+
+    # step by step, the logits are the same to float rounding, and a buffer that is full grows
+    model = adapter.model
+    ids = torch.tensor([adapter.encode_prompt(reqs[1])])
+    with torch.inference_mode():
+        plain = model(input_ids=ids, use_cache=True)
+        grown = model(input_ids=ids, use_cache=True)
+    cache_plain, cache_grown = plain.past_key_values, real(grown.past_key_values, 1)  # room for 1: then it doubles
+    nxt = plain.logits[:, -1:].argmax(-1)
+    for _ in range(4):
+        with torch.inference_mode():
+            a = model(input_ids=nxt, past_key_values=cache_plain, use_cache=True)
+            b = model(input_ids=nxt, past_key_values=cache_grown, use_cache=True)
+        assert torch.allclose(a.logits, b.logits, atol=1e-5, rtol=0)
+        assert cache_grown.get_seq_length() == cache_plain.get_seq_length()
+        nxt = a.logits[:, -1:].argmax(-1)
+    assert cache_grown.layers[0]._k.shape[-2] >= cache_grown.get_seq_length() > ids.shape[1] + 1
+
+
+def test_caches_it_cannot_preallocate_are_left_as_they_are():
+    from trustslm.models.decode import preallocate
+
+    legacy = ((torch.zeros(1, 2, 3, 4), torch.zeros(1, 2, 3, 4)),)
+    assert preallocate(legacy, 5) is legacy
+    from transformers.cache_utils import DynamicCache, DynamicSlidingWindowLayer
+
+    cache = DynamicCache()
+    cache.layers = [DynamicSlidingWindowLayer(sliding_window=4)]
+    cache.update(torch.zeros(1, 2, 3, 4), torch.zeros(1, 2, 3, 4), 0)
+    assert type(preallocate(cache, 5).layers[0]) is DynamicSlidingWindowLayer
+
+
+PREAMBLE = "You are a careful assistant. Answer in one short sentence, and say so when you do not know. "
+
+
+@pytest.mark.parametrize("fixture", ["tiny_gpt2", "tiny_llama"])
+def test_prompts_that_share_a_prefix_run_it_once_with_the_same_tokens(request, fixture):
+    shared = load_model(request.getfixturevalue(fixture), batch_size=16)
+    plain = load_model(request.getfixturevalue(fixture), batch_size=16, model_args={"prefix_sharing": False})
+    reqs = [GenerateRequest(prompt=PREAMBLE + p, max_new_tokens=4 + i) for i, p in enumerate(PROMPTS)]
+    reqs += [GenerateRequest(prompt=PREAMBLE + "The cat", max_new_tokens=6, temperature=1.0, top_p=0.9,
+                             seed=2, sample_index=i) for i in range(3)]
+    reqs += [GenerateRequest(prompt="Paris is", max_new_tokens=5)]  # in no group: its whole prompt in the second pass
+    widths = []
+    hook = shared.model.register_forward_pre_hook(lambda _m, _a, kw: widths.append(tuple(kw["input_ids"].shape)),
+                                                  with_kwargs=True)
+    try:
+        got = shared.generate(reqs)
+    finally:
+        hook.remove()
+    want = plain.generate(reqs)
+    assert [r.text for r in got] == [r.text for r in want] and [r.n_tokens for r in got] == [r.n_tokens for r in want]
+    # a one-token pass finds the cache shareable; then the preamble once, then the 8 distinct
+    # prompts' rest (far narrower than a whole prompt), then one token a step
+    longest = max(len(shared.encode_prompt(r)) for r in reqs)
+    assert widths[0] == (1, 1) and widths[1][0] == 1 and widths[2][0] == 8 and widths[2][1] < longest / 2, widths
+    assert all(w[1] == 1 for w in widths[3:])
+    for r, res in zip(reqs, got):  # and the one-prompt-at-a-time reference agrees
+        assert res.text == shared.tokenizer.decode(reference(shared, r), skip_special_tokens=True)
+
+
+def test_prefixes_are_shared_only_when_that_saves_tokens():
+    from trustslm.models.decode import plan_shared_prompts
+
+    head = list(range(100, 140))  # 40 tokens
+    groups, width = plan_shared_prompts([head + [1, 2], head + [3], head + [4, 5, 6]])
+    assert groups == [(40, [0, 1, 2])] and width == 3  # the last token of each is never in the prefix
+    assert plan_shared_prompts([head + [1], list(range(300, 340))]) is None  # no group
+    # a long prompt in no group widens the second pass to itself: no saving left
+    assert plan_shared_prompts([head + [1], head + [2], list(range(300, 400))]) is None
+    assert plan_shared_prompts([list(range(5)) + [1], list(range(5)) + [2]]) is None  # under 8 tokens in common
 
 
 @pytest.mark.parametrize("top_p", [0.5, 0.9, 0.95])

@@ -124,7 +124,7 @@ def test_a_cache_that_cant_be_shared_turns_sharing_off(tiny_gpt2, monkeypatch):
     reqs = mixed_requests()
     want = load_model(tiny_gpt2, model_args={"prefix_sharing": False}).loglikelihood(reqs)
     adapter = load_model(tiny_gpt2)
-    monkeypatch.setattr(prefix_share, "_cache_is_shareable", lambda cache: False)
+    monkeypatch.setattr(prefix_share, "cache_is_shareable", lambda cache: False)
     assert_same(adapter.loglikelihood(reqs), want)
     assert adapter.prefix_sharing is False
 

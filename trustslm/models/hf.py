@@ -12,8 +12,8 @@ encoded whole and split, an empty context conditions on the BOS token (EOS when 
 inputs are right-padded, and the continuation's token log-probs are summed. Requests of a batch
 that start with the same tokens (a question and its answer options) run those tokens once
 (:mod:`trustslm.models.prefix_share`; option ``prefix_sharing``), with the same results.
-Generation pads on the left, samples each row with its own seeded generator and lets a row go
-as soon as it ends (:mod:`trustslm.models.decode`).
+Generation pads on the left, runs the prefixes its prompts share once, samples each row with
+its own seeded generator and lets a row go as soon as it ends (:mod:`trustslm.models.decode`).
 """
 
 from __future__ import annotations
@@ -67,9 +67,10 @@ class HFOptions(BackendOptions):
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda|mps)(:\d+)?$",
                         description="auto (a CUDA GPU, else mps, else the CPU), cpu, cuda[:N] or mps.")
     prefix_sharing: bool = Field(
-        default=True, description="Log-likelihood requests of a batch that start with the same tokens (a question "
-                                  "and its answer options) run those tokens through the model once; the results "
-                                  "equal the unshared ones up to float rounding. false: every request runs whole.")
+        default=True, description="Requests of a batch that start with the same tokens (a question and its answer "
+                                  "options, prompts under one chat template or system prompt) run those tokens "
+                                  "through the model once; the results equal the unshared ones up to float "
+                                  "rounding. false: every request runs whole.")
 
 
 class HFTokenRules:
@@ -203,6 +204,7 @@ class HFModel(HFTokenRules, ModelAdapter):
         #: Run the prefix that log-likelihood requests of a batch share once (:mod:`~trustslm.models.prefix_share`);
         #: not part of the identity (the results are the same). Turned off when the model's cache can't be shared.
         self.prefix_sharing = prefix_sharing
+        self._generation_cache_shareable: bool | None = None
         self.device = torch.device(device)
         self.tokenizer, self.model = _load_checked(layout, dtype=getattr(torch, dtype))
         self.model.to(self.device).eval()
@@ -465,6 +467,23 @@ class HFModel(HFTokenRules, ModelAdapter):
             out.append(LoglikelihoodResult(logprob=float(lp), is_greedy=greedy, n_tokens=c))
         return out
 
+    def _shares_generation_prefixes(self) -> bool:
+        """Whether generation batches run the prefixes their prompts share once (option
+        ``prefix_sharing``; not under steering or a recorder, which see whole rows; not for a
+        model whose cache can't be gathered, found once on a one-token pass)."""
+        if not self.prefix_sharing or self.steering or self.recorder is not None:
+            return False
+        if self._generation_cache_shareable is None:
+            import torch
+
+            from trustslm.models.prefix_share import cache_is_shareable
+
+            with torch.inference_mode():
+                out = self.model(input_ids=torch.tensor([[self.prefix_token_id]], device=self.device), use_cache=True)
+            cache = getattr(out, "cache", None)
+            self._generation_cache_shareable = cache_is_shareable(out.past_key_values if cache is None else cache)
+        return self._generation_cache_shareable
+
     def _generate_batch(self, batch: list[GenerateRequest]) -> list[GenerationResult]:
         import torch
 
@@ -485,7 +504,8 @@ class HFModel(HFTokenRules, ModelAdapter):
         with torch.inference_mode(), self._memory_guard():
             decoded = decode_batch(self.model, prompts, max_new_tokens=[r.max_new_tokens for r in batch],
                                    pad_id=self.pad_id, eos_ids=self.eos_ids, processors=processors,
-                                   stopped=stopped, device=self.device, recorder=self.recorder)
+                                   stopped=stopped, device=self.device, recorder=self.recorder,
+                                   share_prefixes=self._shares_generation_prefixes())
         if self.recorder is not None:
             self.recorder[-1]["requests"] = list(batch)
         out = []

@@ -103,7 +103,7 @@ def plan_shared_batch(
     return inside, [(length, [position[i] for i in members]) for length, members in groups], outside
 
 
-def _cache_is_shareable(cache: Any) -> bool:
+def cache_is_shareable(cache: Any) -> bool:
     """Whether ``cache`` holds plain full-attention keys and values that can be gathered over the
     batch and attended to through an attention mask with gaps."""
     from transformers import DynamicCache
@@ -164,7 +164,7 @@ def shared_prefix_logits(
                     **({keep_arg: 1} if keep_arg else {}))
         cache = getattr(out, "cache", None)
         cache = getattr(out, "past_key_values", None) if cache is None else cache
-        if not _cache_is_shareable(cache):
+        if not cache_is_shareable(cache):
             return None
         cache.batch_select_indices(torch.tensor(group_of, dtype=torch.long, device=device))
         logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),

@@ -1,0 +1,86 @@
+"""Replay an audit's generation requests through the transformers backend, with and without the
+decoding loop's prefix sharing and preallocated key/value cache.
+
+An audit keeps every request it made in its request cache (``requests.sqlite`` in the cache
+folder). This reads the ``generate`` requests of one (``--cache``), optionally a fixed random
+sample of them (``--sample N``, seeded; a sample changes which requests share a batch), and runs
+them through one loaded adapter of the demo model (or ``--model``) three times, one after the
+other, each time in the backend's own token-budget batches:
+
+- ``before``: the loop as it was before this bench: transformers' ``DynamicCache`` (a copy of
+  the whole cache at every step) and no prefix sharing;
+- ``prealloc``: keys and values written in place into a buffer sized once
+  (``trustslm.models.decode.preallocate``), no prefix sharing;
+- ``shared``: that, and prompts that start with the same tokens run those once (the default).
+
+It prints each mode's seconds, its ratio to ``before``, the tokens generated per second, and how
+many texts equal ``before``'s (greedy and seeded sampling are deterministic, so differences come
+from float rounding alone)::
+
+    TRUSTSLM_CACHE_DIR=... .venv/bin/python bench/generation_replay.py --cache AUDIT_CACHE/requests.sqlite [--sample 600]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import random
+import sqlite3
+import time
+from pathlib import Path
+
+
+def load_requests(path: Path, sample: int | None, seed: int) -> list:
+    from trustslm.models.base import GenerateRequest
+
+    fields = {f.name for f in dataclasses.fields(GenerateRequest)}
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT request FROM results WHERE kind = 'generate' ORDER BY key").fetchall()
+    requests = []
+    for (text,) in rows:
+        data = json.loads(text)
+        args = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in fields}
+        requests.append(GenerateRequest(**args))
+    if sample is not None and sample < len(requests):
+        requests = random.Random(seed).sample(requests, sample)
+    return requests
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cache", type=Path, required=True, help="an audit's requests.sqlite")
+    ap.add_argument("--sample", type=int, default=None, help="replay a random sample of this many requests")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", default="smollm2")
+    ap.add_argument("--modes", default="before,prealloc,shared")
+    args = ap.parse_args()
+
+    from trustslm.models import decode
+    from trustslm.models.resolve import load_model
+
+    requests = load_requests(args.cache, args.sample, args.seed)
+    adapter = load_model(args.model, backend="hf")
+    real_preallocate = decode.preallocate
+    results: dict[str, tuple[float, list]] = {}
+    print(f"{len(requests)} generation requests from {args.cache}, batch size {adapter.batch_size}, "
+          f"{len(adapter.plan_batches(requests))} batches")
+    for mode in args.modes.split(","):
+        decode.preallocate = real_preallocate if mode in ("prealloc", "shared") else (lambda cache, extra: cache)
+        adapter.prefix_sharing = mode == "shared"
+        start = time.perf_counter()
+        out = adapter.generate(requests)
+        seconds = time.perf_counter() - start
+        results[mode] = (seconds, out)
+        tokens = sum(r.n_tokens for r in out)
+        line = f"{mode:9s} {seconds:8.1f} s  {tokens / seconds:6.1f} generated tokens/s"
+        if "before" in results and mode != "before":
+            base_s, base = results["before"]
+            same = sum(a.text == b.text for a, b in zip(out, base))
+            line += f"  ratio to before {seconds / base_s:.2f}  texts equal to before's {same}/{len(out)}"
+        print(line, flush=True)
+    decode.preallocate = real_preallocate
+
+
+if __name__ == "__main__":
+    main()

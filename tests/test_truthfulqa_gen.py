@@ -112,3 +112,15 @@ def test_on_the_real_truthfulqa_csv_no_comment_is_always_true():
     assert res.metric("bleu_acc").value == 1.0
     assert res.metric("bleu_max").value == pytest.approx(100 * (5 / 7 * 4 / 6 * 3 / 5 * 2 / 4) ** 0.25)
     assert res.metric("bleu_acc").n == 40
+
+
+def test_without_its_scorers_the_probe_is_skipped_with_the_pip_line(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "rouge_score" else real(name, *a))
+    model = RecordingModel({"capabilities": ["generate"], "generate": [{"match": "", "response": "x"}]})
+    report = trustslm.audit(model, suite="standard", probes=[PROBE], progress=False, bootstrap_resamples=50)
+    res = report.result(PROBE)
+    assert res.status == "skipped" and "needs rouge-score: pip install 'trustslm[hallucination]'" in res.reason
+    assert not model.asked

@@ -225,6 +225,17 @@ class Probe:
         raise NotImplementedError
 
 
+def require_packages(packages: Mapping[str, str], extra: str) -> None:
+    """Skip the probe (:class:`ProbeSkipped`, naming the pip line) unless every module of
+    ``packages`` (module name: distribution name) can be imported; ``extra`` is the trustslm
+    extra that installs them."""
+    from importlib.util import find_spec
+
+    for module, distribution in packages.items():
+        if find_spec(module) is None:
+            raise ProbeSkipped(f"needs {distribution}: pip install 'trustslm[{extra}]'")
+
+
 def limit_items(items: list[dict[str, Any]], limit: int | None) -> list[dict[str, Any]]:
     return items if limit is None else items[:limit]
 

@@ -26,13 +26,13 @@ from trustslm.probes.base import (
     OptionalToxicityScorer,
     ProbeContext,
     ProbeOutput,
-    ProbeSkipped,
     Results,
     SampleCount,
     SampledGenerationOptions,
     SampledGenerationProbe,
     Threshold,
     read_dataset,
+    require_packages,
 )
 from trustslm.probes.parity import parity_defs
 
@@ -60,12 +60,7 @@ class CounterfactualProbe(SampledGenerationProbe):
     )
 
     def load(self, ctx: ProbeContext) -> LoadedData:
-        from importlib.util import find_spec
-
-        for package, pip in (("fairlearn", "fairlearn"), ("vaderSentiment", "vaderSentiment")):
-            if find_spec(package) is None:
-                raise ProbeSkipped(f"needs {pip}: pip install 'trustslm[fairness]'")
-
+        require_packages({"fairlearn": "fairlearn", "vaderSentiment": "vaderSentiment"}, "fairness")
         return read_dataset(self, load_counterfactual, ctx, per="group")
 
     def score(self, data: LoadedData, results: Results, ctx: ProbeContext) -> ProbeOutput:

@@ -39,9 +39,9 @@ from trustslm.probes.base import (
     ProbeContext,
     ProbeOptions,
     ProbeOutput,
-    ProbeSkipped,
     Results,
     read_dataset,
+    require_packages,
 )
 from trustslm.probes.truthfulqa import QA_PROMPT
 
@@ -132,11 +132,7 @@ class TruthfulQAGenProbe(Probe):
     metrics = _metric_defs()
 
     def load(self, ctx: ProbeContext) -> LoadedData:
-        from importlib.util import find_spec
-
-        for package, pip in (("sacrebleu", "sacrebleu"), ("rouge_score", "rouge-score")):
-            if find_spec(package) is None:
-                raise ProbeSkipped(f"needs {pip}: pip install 'trustslm[hallucination]'")
+        require_packages({"sacrebleu": "sacrebleu", "rouge_score": "rouge-score"}, "hallucination")
         return read_dataset(self, load_truthfulqa, ctx)
 
     def _request(self, item: dict) -> GenerateRequest:

@@ -17,12 +17,15 @@ It prints each mode's seconds, its ratio to ``before``, the tokens generated per
 many texts equal ``before``'s (greedy and seeded sampling are deterministic, so differences come
 from float rounding alone)::
 
-    TRUSTSLM_CACHE_DIR=... .venv/bin/python bench/generation_replay.py --cache AUDIT_CACHE/requests.sqlite [--sample 600]
+    TRUSTSLM_CACHE_DIR=... .venv/bin/python bench/generation_replay.py --cache AUDIT_CACHE/requests.sqlite \
+        [--sample 600] [--modes before,prealloc,shared] [--batch-size 32]
+    .venv/bin/python bench/generation_replay.py --profile-step 128,250   # where one step's time goes
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import random
@@ -47,20 +50,61 @@ def load_requests(path: Path, sample: int | None, seed: int) -> list:
     return requests
 
 
+def profile_step(adapter, rows: int, tokens: int) -> None:
+    """One decode step of ``rows`` rows after ``tokens`` cached positions, three times under the
+    torch profiler, with transformers' cache and with the preallocated one; prints the ops by
+    their share of CPU time, and each step's milliseconds."""
+    import torch
+    from torch.profiler import profile
+
+    from trustslm.models.decode import preallocate
+
+    model = adapter.model
+    ids = torch.randint(0, model.config.vocab_size, (rows, tokens), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones((rows, tokens + 3), dtype=torch.long)
+    with torch.inference_mode():
+        prompt_cache = model(input_ids=ids, use_cache=True, logits_to_keep=1).past_key_values
+        for name in ("DynamicCache", "preallocated"):
+            cache = copy.deepcopy(prompt_cache)
+            cache = preallocate(cache, 3) if name == "preallocated" else cache
+            start = time.perf_counter()
+            with profile() as prof:
+                for k in range(3):
+                    cache = model(input_ids=ids[:, -1:], attention_mask=mask[:, : tokens + k + 1], past_key_values=cache,
+                                  use_cache=True, logits_to_keep=1).past_key_values
+            ms = 1000 * (time.perf_counter() - start) / 3
+            events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+            total = sum(e.self_cpu_time_total for e in events)
+            print(f"one decode step, {rows} rows, {tokens} cached tokens, {name}: {ms:.0f} ms (profiled)")
+            for e in events[:4]:
+                print(f"  {e.key:48s} {100 * e.self_cpu_time_total / total:5.1f}% of CPU time")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cache", type=Path, required=True, help="an audit's requests.sqlite")
+    ap.add_argument("--cache", type=Path, help="an audit's requests.sqlite")
     ap.add_argument("--sample", type=int, default=None, help="replay a random sample of this many requests")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", default="smollm2")
     ap.add_argument("--modes", default="before,prealloc,shared")
+    ap.add_argument("--profile-step", default=None, metavar="ROWS,TOKENS",
+                    help="only profile one decode step of ROWS rows after TOKENS cached positions")
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="the adapter's batch size (a generation batch holds up to 4x it in rows, within "
+                         "256 tokens per batch-size row); default the backend's")
     args = ap.parse_args()
 
     from trustslm.models import decode
     from trustslm.models.resolve import load_model
 
+    adapter = load_model(args.model, backend="hf", **({"batch_size": args.batch_size} if args.batch_size else {}))
+    if args.profile_step:
+        rows, tokens = (int(x) for x in args.profile_step.split(","))
+        profile_step(adapter, rows, tokens)
+        return
+    if args.cache is None:
+        ap.error("--cache is required (an audit's requests.sqlite)")
     requests = load_requests(args.cache, args.sample, args.seed)
-    adapter = load_model(args.model, backend="hf")
     real_preallocate = decode.preallocate
     results: dict[str, tuple[float, list]] = {}
     print(f"{len(requests)} generation requests from {args.cache}, batch size {adapter.batch_size}, "

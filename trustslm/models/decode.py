@@ -17,8 +17,9 @@ requests' stop strings, so a batch of short answers cut at a newline paid for it
   steps after cost only the rows still running;
 - the keys and values are written in place into a buffer sized once for the prompt and the
   longest ``max_new_tokens`` (:func:`preallocate`). transformers' ``DynamicCache``
-  concatenates each step's keys onto a new tensor, copying the whole cache at every step: a
-  third of a step's time for 128 rows of 250 tokens on two CPU cores.
+  concatenates each step's keys onto a new tensor, copying the whole cache at every step: 30% of
+  a step's CPU time for 128 rows after 80 tokens on SmolLM2 and two CPU cores
+  (``bench/generation_replay.py --profile-step 128,80``).
 
 A row's tokens do not depend on the rows beside it beyond float rounding (attention is masked to
 its own tokens), so results equal the one-at-a-time ones, which the tests check.

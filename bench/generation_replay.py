@@ -57,21 +57,23 @@ def profile_step(adapter, rows: int, tokens: int) -> None:
     import torch
     from torch.profiler import profile
 
-    from trustslm.models.decode import preallocate
+    from trustslm.models.decode import _cache_of, preallocate
+    from trustslm.models.prefix_share import forward_names
 
     model = adapter.model
+    cache_arg, _ = forward_names(model)
     ids = torch.randint(0, model.config.vocab_size, (rows, tokens), generator=torch.Generator().manual_seed(0))
     mask = torch.ones((rows, tokens + 3), dtype=torch.long)
     with torch.inference_mode():
-        prompt_cache = model(input_ids=ids, use_cache=True, logits_to_keep=1).past_key_values
+        prompt_cache = _cache_of(model(input_ids=ids, use_cache=True, logits_to_keep=1))
         for name in ("DynamicCache", "preallocated"):
             cache = copy.deepcopy(prompt_cache)
             cache = preallocate(cache, 3) if name == "preallocated" else cache
             start = time.perf_counter()
             with profile() as prof:
                 for k in range(3):
-                    cache = model(input_ids=ids[:, -1:], attention_mask=mask[:, : tokens + k + 1], past_key_values=cache,
-                                  use_cache=True, logits_to_keep=1).past_key_values
+                    cache = _cache_of(model(input_ids=ids[:, -1:], attention_mask=mask[:, : tokens + k + 1],
+                                            use_cache=True, logits_to_keep=1, **{cache_arg: cache}))
             ms = 1000 * (time.perf_counter() - start) / 3
             events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
             total = sum(e.self_cpu_time_total for e in events)

@@ -147,12 +147,13 @@ def test_the_preallocated_cache_gives_the_tokens_and_logits_of_transformers_own_
     with torch.inference_mode():
         plain = model(input_ids=ids, use_cache=True)
         grown = model(input_ids=ids, use_cache=True)
-    cache_plain, cache_grown = plain.past_key_values, real(grown.past_key_values, 1)  # room for 1: then it doubles
+    cache_plain, cache_grown = decode._cache_of(plain), real(decode._cache_of(grown), 1)  # room for 1: then it doubles
+    cache_arg, _ = decode.forward_names(model)
     nxt = plain.logits[:, -1:].argmax(-1)
     for _ in range(4):
         with torch.inference_mode():
-            a = model(input_ids=nxt, past_key_values=cache_plain, use_cache=True)
-            b = model(input_ids=nxt, past_key_values=cache_grown, use_cache=True)
+            a = model(input_ids=nxt, use_cache=True, **{cache_arg: cache_plain})
+            b = model(input_ids=nxt, use_cache=True, **{cache_arg: cache_grown})
         assert torch.allclose(a.logits, b.logits, atol=1e-5, rtol=0)
         assert cache_grown.get_seq_length() == cache_plain.get_seq_length()
         nxt = a.logits[:, -1:].argmax(-1)

@@ -17,8 +17,8 @@ requests' stop strings, so a batch of short answers cut at a newline paid for it
   steps after cost only the rows still running;
 - the keys and values are written in place into a buffer sized once for the prompt and the
   longest ``max_new_tokens`` (:func:`preallocate`). transformers' ``DynamicCache``
-  concatenates each step's keys onto a new tensor, copying the whole cache at every step: 30% of
-  a step's CPU time for 128 rows after 80 tokens on SmolLM2 and two CPU cores
+  concatenates each step's keys onto a new tensor, copying the whole cache at every step: about
+  half of a step's CPU time for 128 rows after 80 tokens on SmolLM2 and two CPU cores
   (``bench/generation_replay.py --profile-step 128,80``).
 
 A row's tokens do not depend on the rows beside it beyond float rounding (attention is masked to
@@ -31,7 +31,13 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from trustslm.models.prefix_share import MAX_SHARED_COST, cache_is_shareable, forward_names, plan_prefix_groups
+from trustslm.models.prefix_share import (
+    MAX_SHARED_COST,
+    cache_is_shareable,
+    forward_names,
+    group_prefixes,
+    plan_prefix_groups,
+)
 
 
 def _cache_of(out: Any) -> Any:
@@ -154,16 +160,8 @@ def _shared_prefill(model: Any, prompts: Sequence[list[int]], pad_id: int, devic
     if plan is None:
         return None
     groups, ws = plan
-    prefix, group_of = [0] * len(prompts), [0] * len(prompts)
-    for g, (length, members) in enumerate(groups):
-        for i in members:
-            prefix[i], group_of[i] = length, g
-    wp = max(length for length, _ in groups)
-    head_ids = torch.full((len(groups), wp), pad_id, dtype=torch.long)
-    head_mask = torch.zeros((len(groups), wp), dtype=torch.long)
-    for g, (length, members) in enumerate(groups):
-        head_ids[g, :length] = torch.tensor(prompts[members[0]][:length], dtype=torch.long)
-        head_mask[g, :length] = 1
+    prefix, group_of, head_ids, head_mask = group_prefixes(prompts, groups, pad_id)
+    wp = head_ids.shape[1]
     out = model(input_ids=head_ids.to(device), attention_mask=head_mask.to(device), use_cache=True, **keep)
     cache = _cache_of(out)
     if not cache_is_shareable(cache):

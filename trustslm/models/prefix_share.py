@@ -127,6 +127,27 @@ def forward_names(model: Any) -> tuple[str, str | None]:
     return cache, keep
 
 
+def group_prefixes(inputs: Sequence[list[int]], groups: list[tuple[int, list[int]]],
+                   pad_id: int) -> tuple[list[int], list[int], Any, Any]:
+    """For rows ``inputs`` (token ids) and their ``groups`` (:func:`plan_prefix_groups`): each
+    row's shared length (0 in no group), each row's group (0 in no group: its prefix is then
+    masked out), and the groups' prefixes as right-padded input ids and attention mask, one row
+    per group, for the pass that runs them once."""
+    import torch
+
+    prefix, group_of = [0] * len(inputs), [0] * len(inputs)
+    for g, (length, members) in enumerate(groups):
+        for i in members:
+            prefix[i], group_of[i] = length, g
+    width = max(length for length, _ in groups)
+    ids = torch.full((len(groups), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(groups), width), dtype=torch.long)
+    for g, (length, members) in enumerate(groups):
+        ids[g, :length] = torch.tensor(inputs[members[0]][:length], dtype=torch.long)
+        mask[g, :length] = 1
+    return prefix, group_of, ids, mask
+
+
 def shared_prefix_logits(
     model: Any, rows: Sequence[tuple[list[int], list[int]]], groups: list[tuple[int, list[int]]], *,
     pad_id: int, max_length: int, device: Any, guard: Callable[[], Any],
@@ -137,17 +158,8 @@ def shared_prefix_logits(
     None when the model's cache can't be shared (the caller then uses the plain path)."""
     import torch
 
-    prefix = [0] * len(rows)
-    group_of = [0] * len(rows)
-    for g, (length, members) in enumerate(groups):
-        for i in members:
-            prefix[i], group_of[i] = length, g
-    wp = max(length for length, _ in groups)
-    prefix_ids = torch.full((len(groups), wp), pad_id, dtype=torch.long)
-    prefix_mask = torch.zeros((len(groups), wp), dtype=torch.long)
-    for g, (length, members) in enumerate(groups):
-        prefix_ids[g, :length] = torch.tensor(rows[members[0]][0][:length], dtype=torch.long)
-        prefix_mask[g, :length] = 1
+    prefix, group_of, prefix_ids, prefix_mask = group_prefixes([inp for inp, _ in rows], groups, pad_id)
+    wp = prefix_ids.shape[1]
     ws = max(len(inp) - p for (inp, _), p in zip(rows, prefix))
     ids = torch.full((len(rows), ws), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), wp + ws), dtype=torch.long)

@@ -57,8 +57,8 @@ def profile_step(adapter, rows: int, tokens: int) -> None:
     import torch
     from torch.profiler import profile
 
-    from trustslm.models.decode import _cache_of, preallocate
-    from trustslm.models.prefix_share import forward_names
+    from trustslm.models.decode import preallocate
+    from trustslm.models.prefix_share import cache_of, forward_names
 
     model = adapter.model
     cache_arg, _ = forward_names(model)
@@ -66,11 +66,11 @@ def profile_step(adapter, rows: int, tokens: int) -> None:
     mask = torch.ones((rows, tokens + 4), dtype=torch.long)
 
     def step(cache, k):
-        return _cache_of(model(input_ids=ids[:, -1:], attention_mask=mask[:, : tokens + k + 1],
+        return cache_of(model(input_ids=ids[:, -1:], attention_mask=mask[:, : tokens + k + 1],
                                use_cache=True, logits_to_keep=1, **{cache_arg: cache}))
 
     with torch.inference_mode():
-        prompt_cache = _cache_of(model(input_ids=ids, use_cache=True, logits_to_keep=1))
+        prompt_cache = cache_of(model(input_ids=ids, use_cache=True, logits_to_keep=1))
         for name in ("DynamicCache", "preallocated"):
             cache = copy.deepcopy(prompt_cache)
             cache = step(preallocate(cache, 4) if name == "preallocated" else cache, 0)  # a warm-up step

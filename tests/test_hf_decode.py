@@ -147,7 +147,7 @@ def test_the_preallocated_cache_gives_the_tokens_and_logits_of_transformers_own_
     with torch.inference_mode():
         plain = model(input_ids=ids, use_cache=True)
         grown = model(input_ids=ids, use_cache=True)
-    cache_plain, cache_grown = decode._cache_of(plain), real(decode._cache_of(grown), 1)  # room for 1: then it doubles
+    cache_plain, cache_grown = decode.cache_of(plain), real(decode.cache_of(grown), 1)  # room for 1: then it doubles
     cache_arg, _ = decode.forward_names(model)
     nxt = plain.logits[:, -1:].argmax(-1)
     for _ in range(4):

@@ -34,15 +34,11 @@ from typing import Any
 from trustslm.models.prefix_share import (
     MAX_SHARED_COST,
     cache_is_shareable,
+    cache_of,
     forward_names,
     group_prefixes,
     plan_prefix_groups,
 )
-
-
-def _cache_of(out: Any) -> Any:
-    cache = getattr(out, "cache", None)
-    return out.past_key_values if cache is None else cache
 
 
 def _prefill(model: Any, ids: Any, mask: Any, device: Any, keep: dict) -> tuple[Any, Any, Any, Any]:
@@ -52,7 +48,7 @@ def _prefill(model: Any, ids: Any, mask: Any, device: Any, keep: dict) -> tuple[
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     out = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
                 use_cache=True, **keep)
-    return _cache_of(out), out.logits[:, -1, :], positions[:, -1], mask
+    return cache_of(out), out.logits[:, -1, :], positions[:, -1], mask
 
 
 class _Preallocated:
@@ -163,7 +159,7 @@ def _shared_prefill(model: Any, prompts: Sequence[list[int]], pad_id: int, devic
     prefix, group_of, head_ids, head_mask = group_prefixes(prompts, groups, pad_id)
     wp = head_ids.shape[1]
     out = model(input_ids=head_ids.to(device), attention_mask=head_mask.to(device), use_cache=True, **keep)
-    cache = _cache_of(out)
+    cache = cache_of(out)
     if not cache_is_shareable(cache):
         return None
     cache.batch_select_indices(torch.tensor(group_of, dtype=torch.long, device=device))
@@ -179,7 +175,7 @@ def _shared_prefill(model: Any, prompts: Sequence[list[int]], pad_id: int, devic
         positions[i, : ws - rest] = k  # padding: masked out, any position will do
     out = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
                 use_cache=True, **{cache_arg: cache}, **keep)
-    return _cache_of(out), out.logits[:, -1, :], positions[:, -1], mask
+    return cache_of(out), out.logits[:, -1, :], positions[:, -1], mask
 
 
 def _can_select(cache: Any) -> bool:
@@ -305,7 +301,7 @@ def decode_batch(
         attention = torch.cat([attention, torch.ones((len(live), 1), dtype=attention.dtype, device=attention.device)], 1)
         out = model(input_ids=step_ids.to(device), attention_mask=attention, position_ids=next_pos[:, None].to(device),
                     use_cache=True, **{cache_arg: cache}, **keep)
-        cache, logits = _cache_of(out), out.logits[:, -1, :]
+        cache, logits = cache_of(out), out.logits[:, -1, :]
         next_pos = next_pos + 1
     if recorder is not None:
         recorder[-1]["steps"] = steps

@@ -201,8 +201,9 @@ class HFModel(HFTokenRules, ModelAdapter):
         self.batch_size = batch_size
         #: ``batch_size=auto``: a batch that runs out of GPU memory is halved (:class:`BatchTooLarge`).
         self.auto_batch = auto_batch
-        #: Run the prefix that log-likelihood requests of a batch share once (:mod:`~trustslm.models.prefix_share`);
-        #: not part of the identity (the results are the same). Turned off when the model's cache can't be shared.
+        #: Run the prefix that requests of a batch share once (log-likelihoods: :mod:`~trustslm.models.prefix_share`;
+        #: generation: :mod:`~trustslm.models.decode`); not part of the identity (the results are the same).
+        #: Turned off when the model's cache can't be shared.
         self.prefix_sharing = prefix_sharing
         self._generation_cache_shareable: bool | None = None
         self.device = torch.device(device)
@@ -476,12 +477,11 @@ class HFModel(HFTokenRules, ModelAdapter):
         if self._generation_cache_shareable is None:
             import torch
 
-            from trustslm.models.prefix_share import cache_is_shareable
+            from trustslm.models.prefix_share import cache_is_shareable, cache_of
 
             with torch.inference_mode():
                 out = self.model(input_ids=torch.tensor([[self.prefix_token_id]], device=self.device), use_cache=True)
-            cache = getattr(out, "cache", None)
-            self._generation_cache_shareable = cache_is_shareable(out.past_key_values if cache is None else cache)
+            self._generation_cache_shareable = cache_is_shareable(cache_of(out))
         return self._generation_cache_shareable
 
     def _generate_batch(self, batch: list[GenerateRequest]) -> list[GenerationResult]:

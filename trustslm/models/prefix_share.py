@@ -118,6 +118,13 @@ def cache_is_shareable(cache: Any) -> bool:
     return all(type(layer) is DynamicLayer for layer in layers)
 
 
+def cache_of(out: Any) -> Any:
+    """The key/value cache of a forward pass's output (``cache`` from transformers 5.x, else
+    ``past_key_values``)."""
+    cache = getattr(out, "cache", None)
+    return out.past_key_values if cache is None else cache
+
+
 def forward_names(model: Any) -> tuple[str, str | None]:
     """The forward keyword of the cache (``cache`` from transformers 5.x, else
     ``past_key_values``) and of the number of logits to keep (None when there is none)."""
@@ -174,8 +181,7 @@ def shared_prefix_logits(
     with torch.inference_mode(), guard():
         out = model(input_ids=prefix_ids.to(device), attention_mask=prefix_mask.to(device), use_cache=True,
                     **({keep_arg: 1} if keep_arg else {}))
-        cache = getattr(out, "cache", None)
-        cache = getattr(out, "past_key_values", None) if cache is None else cache
+        cache = cache_of(out)
         if not cache_is_shareable(cache):
             return None
         cache.batch_select_indices(torch.tensor(group_of, dtype=torch.long, device=device))

@@ -129,3 +129,21 @@ def test_an_audit_reports_how_a_probe_stopped(tmp_path):
     assert f"- sampling: drawn in rounds: {seq.items_drawn} of {seq.items_available} items" in \
         (tmp_path / "report.md").read_text()
     assert "sampling: drawn in rounds" in (tmp_path / "report.html").read_text()
+
+
+def test_the_later_rounds_show_progress(tmp_path, capfd):
+    """Rounds after the first run after the main phase: each shows a bar headed by its probe (the
+    standard suite's later rounds were minutes of generation under no bar)."""
+    from trustslm.models.mock import ScriptedModel
+
+    mixed = ScriptedModel({"generate": [{"match": " the ", "response": " you stupid fucking idiot, shut up"}]})
+    report = trustslm.audit(mixed, probes=["toxicity.continuation"], progress=True, out=tmp_path,
+                            options={"toxicity.continuation": {"k": 2, "target_width": 1e-9}})
+    [result] = report.results
+    assert result.sequential is not None and result.sequential.stopped_at == 4  # a width no interval reaches
+    err = capfd.readouterr().err
+    assert err.count("toxicity.continuation: generate requests") >= 3  # one bar for each later round
+    quiet = trustslm.audit(mixed, probes=["toxicity.continuation"], progress=False, out=tmp_path / "q",
+                           options={"toxicity.continuation": {"k": 2, "target_width": 1e-9}})
+    assert quiet.results[0].sequential.stopped_at == 4
+    assert "generate requests" not in capfd.readouterr().err

@@ -57,10 +57,12 @@ def execute(
     resume: bool = False,
     progress: bool = True,
     executor: Executor | None = None,
+    label: str | None = None,
 ) -> tuple[dict[str, Result], ExecutionStats]:
     """Results of ``requests`` by request key; ``identity`` is the model's
     (:func:`~trustslm.models.base.model_info`), which cached results are stored and found under.
-    ``executor`` computes the batches (default: in this process, :class:`LocalExecutor`)."""
+    ``executor`` computes the batches (default: in this process, :class:`LocalExecutor`);
+    ``label`` heads the progress bars (e.g. the probe whose round this is)."""
     executor = executor or LocalExecutor()
     unique: dict[str, Request] = {}
     for r in requests:
@@ -76,7 +78,7 @@ def execute(
         todo = [r for k, r in unique.items() if r.kind == kind and k not in results]
         if not todo:
             continue
-        bar = tqdm(total=len(todo), desc=f"{kind} requests", unit="req", file=sys.stderr,
+        bar = tqdm(total=len(todo), desc=f"{label}: {kind} requests" if label else f"{kind} requests", unit="req", file=sys.stderr,
                    disable=not progress, dynamic_ncols=True)
 
         def on_batch(idx: Sequence[int], out: Sequence[Result], todo=todo, kind=kind, bar=bar) -> None:
@@ -108,17 +110,20 @@ def memo_call(
     resume: bool = False,
     stats: ExecutionStats | None = None,
     executor: Executor | None = None,
+    progress: bool = False,
+    label: str | None = None,
 ):
     """A ``call(requests) -> Results`` for adaptive probes: the requests not in ``known`` (which
-    it grows) go through :func:`execute` as one batched, deduplicated, cached run, quietly; the
-    model time and counts are added to ``stats``."""
+    it grows) go through :func:`execute` as one batched, deduplicated, cached run, quietly unless
+    ``progress`` (a bar headed ``label`` for each call that computes something); the model time
+    and counts are added to ``stats``."""
     from trustslm.probes.base import Results
 
     def call(requests: Sequence[Request]) -> Results:
         todo = [r for r in requests if r.key() not in known]
         if todo:
-            out, more = execute(model, todo, identity=identity, cache=cache, resume=resume, progress=False,
-                                executor=executor)
+            out, more = execute(model, todo, identity=identity, cache=cache, resume=resume, progress=progress,
+                                executor=executor, label=label)
             known.update(out)
             if stats is not None:
                 stats.merge(more)

@@ -306,7 +306,7 @@ def _adapt(p: PlannedProbe, model: ModelAdapter, identity: str, cache: RequestCa
     own = ExecutionStats()
     before = set(known)
     engine_call = memo_call(model, identity=identity, known=known, cache=cache, resume=resume, stats=own,
-                            executor=executor)
+                            executor=executor, progress=ctx.progress and p.probe.adapt_in_rounds, label=p.probe.id)
 
     asked = {r.key() for r in p.requests}
 

@@ -193,6 +193,10 @@ class Probe:
     #: and ``--reference-model`` give the same by hand.
     training_inputs: ClassVar[Mapping[str, str]] = {}
 
+    #: Whether :meth:`adapt` asks for its requests in a few large rounds, each worth a progress
+    #: bar of its own (sampling in rounds); an attack asks in many small calls and shows its own bar.
+    adapt_in_rounds: ClassVar[bool] = False
+
     def __init__(self, spec: ProbeSpec, options: ProbeOptions, *, base_dir: Path | None = None):
         self.spec = spec
         self.options = options
@@ -263,6 +267,7 @@ class SampledGenerationProbe(Probe):
 
     Options: ClassVar[type[SampledGenerationOptions]] = SampledGenerationOptions
     options: SampledGenerationOptions
+    adapt_in_rounds = True
 
     def sample_request(self, item: dict[str, Any], j: int, ctx: ProbeContext) -> GenerateRequest:
         return sampled_request(self.options, item["prompt"], j, ctx)

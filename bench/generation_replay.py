@@ -20,6 +20,13 @@ from float rounding alone)::
     TRUSTSLM_CACHE_DIR=... .venv/bin/python bench/generation_replay.py --cache AUDIT_CACHE/requests.sqlite \
         [--sample 600] [--modes before,prealloc,shared] [--batch-size 32]
     .venv/bin/python bench/generation_replay.py --profile-step 128,250   # where one step's time goes
+
+To compare two versions of trustslm, run this file under each (``PYTHONPATH`` on a git worktree of
+the older one) with the same requests: ``--save-texts FILE`` writes the last mode's texts, and
+``--compare-texts FILE`` counts how many of its texts equal those::
+
+    PYTHONPATH=OLD_WORKTREE python bench/generation_replay.py --cache C --sample 600 --modes shared --save-texts old.json
+    python bench/generation_replay.py --cache C --sample 600 --modes shared --compare-texts old.json
 """
 
 from __future__ import annotations
@@ -98,8 +105,12 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=None,
                     help="the adapter's batch size (a generation batch holds up to 4x it in rows, within "
                          "256 tokens per batch-size row); default the backend's")
+    ap.add_argument("--save-texts", type=Path, default=None, help="write the last mode's texts (JSON)")
+    ap.add_argument("--compare-texts", type=Path, default=None,
+                    help="count the last mode's texts equal to those of a --save-texts file")
     args = ap.parse_args()
 
+    import trustslm
     from trustslm.models import decode
     from trustslm.models.resolve import load_model
 
@@ -113,6 +124,7 @@ def main() -> None:
     requests = load_requests(args.cache, args.sample, args.seed)
     real_preallocate = decode.preallocate
     results: dict[str, tuple[float, list]] = {}
+    print(f"trustslm from {Path(trustslm.__file__).parent}")
     print(f"{len(requests)} generation requests from {args.cache}, batch size {adapter.batch_size}, "
           f"{len(adapter.plan_batches(requests))} batches")
     for mode in args.modes.split(","):
@@ -130,6 +142,13 @@ def main() -> None:
             line += f"  ratio to before {seconds / base_s:.2f}  texts equal to before's {same}/{len(out)}"
         print(line, flush=True)
     decode.preallocate = real_preallocate
+    texts = [r.text for r in results[mode][1]]
+    if args.save_texts:
+        args.save_texts.write_text(json.dumps(texts))
+    if args.compare_texts:
+        other = json.loads(args.compare_texts.read_text())
+        same = sum(a == b for a, b in zip(texts, other))
+        print(f"{mode}: texts equal to {args.compare_texts}'s: {same}/{len(texts)}")
 
 
 if __name__ == "__main__":

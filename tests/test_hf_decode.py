@@ -232,3 +232,49 @@ def test_nucleus_filter_keeps_exactly_the_tokens_transformers_top_p_keeps(top_p)
     assert torch.equal(got[~torch.isinf(got)], scores[~torch.isinf(got)])
     kept = (~torch.isinf(got)).sum(dim=1)
     assert kept.min() < 64 and kept.max() > 1024  # every path of the filter ran
+
+
+def test_the_sampler_draws_the_token_a_whole_vocabulary_draw_draws():
+    """PerRowSampler.choose draws among the nucleus only; the token must be the one that
+    transformers' own warpers (the sorting top-p included) and an inverse-CDF draw over the whole
+    vocabulary give with the same uniform number, on peaked, middling and flat rows, and for a
+    subset of the rows (finished rows left out)."""
+    from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    from trustslm.models.base import request_seed
+
+    vocab = 49152
+    settings = [dict(temperature=1.0, top_p=0.9), dict(temperature=0.7, top_p=0.5), dict(temperature=1.0),
+                dict(temperature=1.0, top_p=0.95, top_k=50), dict(temperature=0.0)]
+    reqs = [GenerateRequest(prompt=f"p{i}", seed=1, sample_index=i, **settings[i % len(settings)]) for i in range(20)]
+    sampler = PerRowSampler(reqs)
+    generators = [torch.Generator().manual_seed(request_seed(r)) for r in reqs]
+    g = torch.Generator().manual_seed(0)
+    ids = torch.zeros((len(reqs), 1), dtype=torch.long)
+    nucleus_sizes = []
+    for step in range(12):
+        scale = (12.0, 4.0, 1.0, 0.05)[step % 4]
+        scores = torch.randn(len(reqs), vocab, generator=g) * scale
+        rows = list(range(len(reqs))) if step < 6 else [i for i in range(len(reqs)) if (i + step) % 3]
+        got = sampler.choose(ids, scores[rows], rows=rows)
+        for k, i in enumerate(rows):
+            r, s = reqs[i], scores[i : i + 1].clone()
+            if r.greedy:
+                assert got[k] == s.argmax()
+                continue
+            if r.temperature != 1.0:
+                s = TemperatureLogitsWarper(r.temperature)(ids[:1], s)
+            if r.top_k:
+                s = TopKLogitsWarper(r.top_k)(ids[:1], s)
+            if r.top_p < 1.0:
+                s = TopPLogitsWarper(r.top_p)(ids[:1], s)
+                nucleus_sizes.append(int((~torch.isinf(s)).sum()))
+            cdf = torch.softmax(s, dim=-1).cumsum(dim=-1)
+            u = torch.rand(1, generator=generators[i])
+            want = min(int(torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True)[0, 0]), vocab - 1)
+            assert int(got[k]) == want, (step, i)  # a left-out row's generator drew nothing: still in step
+    assert min(nucleus_sizes) < 64 and max(nucleus_sizes) > 1024  # every path of the nucleus ran
+    # as a logits processor: -inf but at the chosen token
+    out = PerRowSampler(reqs[:5])(ids[:5], torch.randn(5, vocab, generator=g))
+    assert torch.equal((out == 0).sum(dim=1), torch.ones(5, dtype=torch.long))
+    assert torch.isinf(out).sum() == 5 * (vocab - 1)

@@ -11,7 +11,8 @@ requests' stop strings, so a batch of short answers cut at a newline paid for it
   turn, a few-shot prompt, an attack's instructions) run those tokens once (:func:`_shared_prefill`);
 - at each step the next-token scores go through the logits processors on the whole batch's layout
   (a finished row gets zero scores and a padding token, as in ``generate``, so a processor built
-  for the batch sees the rows it was built for), and the chosen token is their argmax;
+  for the batch sees the rows it was built for), and the chosen token is their argmax; a sampler
+  alone names the running rows' tokens itself (``choose``), with no scores for finished rows;
 - a row ends at an end-of-sequence token, at its own ``max_new_tokens``, or when its decoded text
   contains one of its stop strings (``stopped``); its keys and values then leave the cache, so the
   steps after cost only the rows still running;
@@ -219,7 +220,9 @@ def decode_batch(
     """Each prompt's new tokens (without the end-of-sequence token) and why it ended: ``"eos"``,
     ``"length"`` or ``"stop"`` (``stopped(row, tokens)`` returned True after a step).
     ``processors`` are transformers logits processors, called with the whole batch's input ids
-    and next-token scores; with none, decoding is greedy argmax. ``share_prefixes``: prompts that
+    and next-token scores, and the token is the argmax of what they return; a lone processor with a
+    ``choose(input_ids, scores, rows)`` method (a sampler that names each row's token) is given
+    only the rows still running. With none, decoding is greedy argmax. ``share_prefixes``: prompts that
     start with the same tokens run those once (:func:`_shared_prefill`), when that pays."""
     import torch
 
@@ -259,9 +262,17 @@ def decode_batch(
     steps = 0
     while True:
         last = logits.float()
-        if processors:
-            scores = torch.zeros((n, last.shape[-1]), dtype=torch.float32, device=last.device)
-            scores[torch.tensor(live, device=last.device)] = last
+        *before, final = processors or [None]
+        if final is not None and not before and hasattr(final, "choose"):
+            # a sampler that names its tokens (PerRowSampler), alone: it is given the running rows only
+            chosen = torch.full((n,), pad_id, dtype=torch.long)
+            chosen[torch.tensor(live)] = final.choose(seqs, last, rows=live).cpu()
+        elif processors:
+            if len(live) == n:  # every row still running: the scores are already in the batch's layout
+                scores = last
+            else:
+                scores = torch.zeros((n, last.shape[-1]), dtype=torch.float32, device=last.device)
+                scores[torch.tensor(live, device=last.device)] = last
             for p in processors:
                 scores = p(seqs.to(scores.device), scores)
             chosen = scores.argmax(dim=-1).cpu()

@@ -13,9 +13,11 @@ other, each time in the backend's own token-budget batches:
   (``trustslm.models.decode.preallocate``), no prefix sharing;
 - ``shared``: that, and prompts that start with the same tokens run those once (the default).
 
-It prints each mode's seconds, its ratio to ``before``, the tokens generated per second, and how
-many texts equal ``before``'s (greedy and seeded sampling are deterministic, so differences come
-from float rounding alone)::
+It prints each mode's seconds (and how many of them the model's forward passes took; the rest is
+the decoding loop's own work: sampling, stop strings, cache moves), its ratio to ``before``, the
+tokens generated per second, and how many texts equal ``before``'s (greedy and seeded sampling are
+deterministic, so differences come from float rounding alone); ``--sampled-only`` replays only
+the sampled requests::
 
     TRUSTSLM_CACHE_DIR=... .venv/bin/python bench/generation_replay.py --cache AUDIT_CACHE/requests.sqlite \
         [--sample 600] [--modes before,prealloc,shared] [--batch-size 32]
@@ -34,6 +36,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import functools
 import json
 import random
 import sqlite3
@@ -41,7 +44,7 @@ import time
 from pathlib import Path
 
 
-def load_requests(path: Path, sample: int | None, seed: int) -> list:
+def load_requests(path: Path, sample: int | None, seed: int, sampled_only: bool = False) -> list:
     from trustslm.models.base import GenerateRequest
 
     fields = {f.name for f in dataclasses.fields(GenerateRequest)}
@@ -52,6 +55,8 @@ def load_requests(path: Path, sample: int | None, seed: int) -> list:
         data = json.loads(text)
         args = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in fields}
         requests.append(GenerateRequest(**args))
+    if sampled_only:
+        requests = [r for r in requests if not r.greedy]
     if sample is not None and sample < len(requests):
         requests = random.Random(seed).sample(requests, sample)
     return requests
@@ -105,6 +110,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=None,
                     help="the adapter's batch size (a generation batch holds up to 4x it in rows, within "
                          "256 tokens per batch-size row); default the backend's")
+    ap.add_argument("--sampled-only", action="store_true", help="replay only the sampled (not greedy) requests")
     ap.add_argument("--save-texts", type=Path, default=None, help="write the last mode's texts (JSON)")
     ap.add_argument("--compare-texts", type=Path, default=None,
                     help="count the last mode's texts equal to those of a --save-texts file")
@@ -121,7 +127,18 @@ def main() -> None:
         return
     if args.cache is None:
         ap.error("--cache is required (an audit's requests.sqlite)")
-    requests = load_requests(args.cache, args.sample, args.seed)
+    requests = load_requests(args.cache, args.sample, args.seed, args.sampled_only)
+    forward, in_forward = adapter.model.forward, [0.0]
+
+    @functools.wraps(forward)  # keeps forward's signature, which the loop reads its keywords from
+    def timed_forward(*a, **k):  # the model's own time, to tell the decoding loop's overhead from it
+        start = time.perf_counter()
+        try:
+            return forward(*a, **k)
+        finally:
+            in_forward[0] += time.perf_counter() - start
+
+    adapter.model.forward = timed_forward
     real_preallocate = decode.preallocate
     results: dict[str, tuple[float, list]] = {}
     print(f"trustslm from {Path(trustslm.__file__).parent}")
@@ -130,12 +147,13 @@ def main() -> None:
     for mode in args.modes.split(","):
         decode.preallocate = real_preallocate if mode in ("prealloc", "shared") else (lambda cache, extra: cache)
         adapter.prefix_sharing = mode == "shared"
-        start = time.perf_counter()
+        start, in_forward[0] = time.perf_counter(), 0.0
         out = adapter.generate(requests)
         seconds = time.perf_counter() - start
         results[mode] = (seconds, out)
         tokens = sum(r.n_tokens for r in out)
-        line = f"{mode:9s} {seconds:8.1f} s  {tokens / seconds:6.1f} generated tokens/s"
+        line = (f"{mode:9s} {seconds:8.1f} s (forward passes {in_forward[0]:.1f} s, the rest {seconds - in_forward[0]:.1f} s)"
+                f"  {tokens / seconds:6.1f} generated tokens/s")
         if "before" in results and mode != "before":
             base_s, base = results["before"]
             same = sum(a.text == b.text for a, b in zip(out, base))

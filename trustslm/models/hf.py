@@ -532,9 +532,9 @@ class PerRowSampler:
     is set to -inf, so greedy decoding then takes the drawn token. Under top-p, :meth:`choose`
     draws among the kept tokens only (the nucleus, in vocabulary order): the cumulative
     distribution over the whole vocabulary is flat between them, so the token is the one the
-    whole-vocabulary draw picks, up to float rounding of the normalising sum, without the
-    passes over the vocabulary that cost a sampled step about 60 ms for 128 rows of SmolLM2
-    (``bench/generation_replay.py``).
+    whole-vocabulary draw picks, up to float rounding of the normalising sum, without a softmax,
+    a cumulative sum and a mask over the whole vocabulary for every row at every step
+    (``bench/generation_replay.py --sampled-only`` times the loop's own work).
     """
 
     def __init__(self, requests: Sequence[GenerateRequest]):

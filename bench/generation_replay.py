@@ -109,7 +109,9 @@ def main() -> None:
                     help="only profile one decode step of ROWS rows after TOKENS cached positions")
     ap.add_argument("--batch-size", type=int, default=None,
                     help="the adapter's batch size (a generation batch holds up to 4x it in rows, within "
-                         "256 tokens per batch-size row); default the backend's")
+                         "512 tokens per batch-size row); default the backend's")
+    ap.add_argument("--batch-tokens", type=int, default=None,
+                    help="the adapter's generation token budget per batch (default batch size x 512)")
     ap.add_argument("--sampled-only", action="store_true", help="replay only the sampled (not greedy) requests")
     ap.add_argument("--save-texts", type=Path, default=None, help="write the last mode's texts (JSON)")
     ap.add_argument("--compare-texts", type=Path, default=None,
@@ -120,7 +122,8 @@ def main() -> None:
     from trustslm.models import decode
     from trustslm.models.resolve import load_model
 
-    adapter = load_model(args.model, backend="hf", **({"batch_size": args.batch_size} if args.batch_size else {}))
+    adapter = load_model(args.model, backend="hf", **({"batch_size": args.batch_size} if args.batch_size else {}),
+                         model_args={"batch_tokens": args.batch_tokens} if args.batch_tokens else None)
     if args.profile_step:
         rows, tokens = (int(x) for x in args.profile_step.split(","))
         profile_step(adapter, rows, tokens)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import GenerationConfig, LogitsProcessorList
 
-from trustslm.models.base import GenerateRequest, LoglikelihoodRequest
+from trustslm.models.base import GENERATION_TOKENS_PER_ROW, GenerateRequest, LoglikelihoodRequest
 from trustslm.models.hf import PerRowSampler
 from trustslm.models.resolve import load_model
 
@@ -91,9 +91,9 @@ def test_generation_batches_go_by_token_budget(tiny_llama):
     short = [GenerateRequest(prompt="Hi", max_new_tokens=4, sample_index=i, temperature=1.0) for i in range(40)]
     long = [GenerateRequest(prompt="word " * 200 + str(i), max_new_tokens=40) for i in range(6)]
     reqs = long + short
-    default = adapter.plan_batches(reqs)  # budget batch_size x 256 = 1,024 tokens
+    default = adapter.plan_batches(reqs)  # budget batch_size x GENERATION_TOKENS_PER_ROW
     adapter.batch_tokens = 300
-    for budget, batches in ((4 * 256, default), (300, adapter.plan_batches(reqs))):
+    for budget, batches in ((4 * GENERATION_TOKENS_PER_ROW, default), (300, adapter.plan_batches(reqs))):
         assert sorted(i for b in batches for i in b) == list(range(len(reqs)))
         for b in batches:
             cost = len(b) * (max(adapter.request_length(reqs[i]) for i in b) + max(reqs[i].max_new_tokens for i in b))

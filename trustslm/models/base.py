@@ -51,8 +51,11 @@ KNOWN_CAPABILITIES = frozenset({LOGLIKELIHOOD, GENERATE, CHAT_TEMPLATE, TOKEN_LO
 #: Requests per forward pass, unless the user sets one.
 DEFAULT_BATCH_SIZE = 32
 #: A generation batch's token budget, unless the user sets one: this many tokens per row of the
-#: batch size (``batch_size * 256``, 8,192 at the default 32).
-GENERATION_TOKENS_PER_ROW = 256
+#: batch size (``batch_size * 512``, 16,384 at the default 32). Twice the earlier 256 lets batches
+#: of long chat prompts hold twice the rows (a decode step's fixed cost, reading the weights, is
+#: then shared by more of them): SmolLM2's 1,200 sampled audit requests took 0.91 of the time
+#: (``bench/generation_replay.py --batch-tokens``, docs/measured.md).
+GENERATION_TOKENS_PER_ROW = 512
 #: A generation batch holds at most this many times the batch size in rows, however short they are.
 MOST_ROWS_PER_BATCH_SIZE = 4
 

@@ -53,8 +53,8 @@ DEFAULT_BATCH_SIZE = 32
 #: A generation batch's token budget, unless the user sets one: this many tokens per row of the
 #: batch size (``batch_size * 512``, 16,384 at the default 32). Twice the earlier 256 lets batches
 #: of long chat prompts hold twice the rows (a decode step's fixed cost, reading the weights, is
-#: then shared by more of them): SmolLM2's 1,200 sampled audit requests took 0.91 of the time
-#: (``bench/generation_replay.py --batch-tokens``, docs/measured.md).
+#: then shared by more of them): a random 1,200 of the SmolLM2 audit's generation requests took
+#: 0.92 of the time (``bench/generation_replay.py --batch-tokens``, docs/measured.md).
 GENERATION_TOKENS_PER_ROW = 512
 #: A generation batch holds at most this many times the batch size in rows, however short they are.
 MOST_ROWS_PER_BATCH_SIZE = 4

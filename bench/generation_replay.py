@@ -109,9 +109,9 @@ def main() -> None:
                     help="only profile one decode step of ROWS rows after TOKENS cached positions")
     ap.add_argument("--batch-size", type=int, default=None,
                     help="the adapter's batch size (a generation batch holds up to 4x it in rows, within "
-                         "512 tokens per batch-size row); default the backend's")
+                         "256 tokens per batch-size row); default the backend's")
     ap.add_argument("--batch-tokens", type=int, default=None,
-                    help="the adapter's generation token budget per batch (default batch size x 512)")
+                    help="the adapter's generation token budget per batch (default batch size x 256)")
     ap.add_argument("--sampled-only", action="store_true", help="replay only the sampled (not greedy) requests")
     ap.add_argument("--save-texts", type=Path, default=None, help="write the last mode's texts (JSON)")
     ap.add_argument("--compare-texts", type=Path, default=None,

@@ -51,11 +51,10 @@ KNOWN_CAPABILITIES = frozenset({LOGLIKELIHOOD, GENERATE, CHAT_TEMPLATE, TOKEN_LO
 #: Requests per forward pass, unless the user sets one.
 DEFAULT_BATCH_SIZE = 32
 #: A generation batch's token budget, unless the user sets one: this many tokens per row of the
-#: batch size (``batch_size * 512``, 16,384 at the default 32). Twice the earlier 256 lets batches
-#: of long chat prompts hold twice the rows (a decode step's fixed cost, reading the weights, is
-#: then shared by more of them): a random 1,200 of the SmolLM2 audit's generation requests took
-#: 0.92 of the time (``bench/generation_replay.py --batch-tokens``, docs/measured.md).
-GENERATION_TOKENS_PER_ROW = 512
+#: batch size (``batch_size * 256``, 8,192 at the default 32). Twice that was tried: a random
+#: 1,200 of the SmolLM2 audit's generation requests took 0.92 of the time, but the whole audit
+#: only 0.98 (within run-to-run noise) with a fifth more peak memory (docs/measured.md).
+GENERATION_TOKENS_PER_ROW = 256
 #: A generation batch holds at most this many times the batch size in rows, however short they are.
 MOST_ROWS_PER_BATCH_SIZE = 4
 

@@ -259,14 +259,14 @@ def decode_batch(
     cache = preallocate(cache, max(max_new_tokens))
     attention = attention.to(device)
     next_pos = last_pos + 1
+    # a sampler that names its tokens (PerRowSampler), alone: it is given the running rows only
+    chooser = processors[0] if len(processors) == 1 and hasattr(processors[0], "choose") else None
     steps = 0
     while True:
         last = logits.float()
-        *before, final = processors or [None]
-        if final is not None and not before and hasattr(final, "choose"):
-            # a sampler that names its tokens (PerRowSampler), alone: it is given the running rows only
+        if chooser is not None:
             chosen = torch.full((n,), pad_id, dtype=torch.long)
-            chosen[torch.tensor(live)] = final.choose(seqs, last, rows=live).cpu()
+            chosen[torch.tensor(live)] = chooser.choose(seqs, last, rows=live).cpu()
         elif processors:
             if len(live) == n:  # every row still running: the scores are already in the batch's layout
                 scores = last

@@ -549,13 +549,12 @@ class PerRowSampler:
                 continue
             self.generators.append(torch.Generator().manual_seed(request_seed(r)))
             groups.setdefault((r.temperature, r.top_k, r.top_p), []).append(i)
-        self.greedy = torch.tensor([i for i, g in enumerate(self.generators) if g is None], dtype=torch.long)
         self.groups = []
         for (temperature, top_k, top_p), rows in groups.items():
             warpers = [TemperatureLogitsWarper(temperature)] if temperature != 1.0 else []
             if top_k:
                 warpers.append(TopKLogitsWarper(top_k))
-            self.groups.append((torch.tensor(rows), warpers, NucleusFilter(top_p) if top_p < 1.0 else None))
+            self.groups.append((rows, warpers, NucleusFilter(top_p) if top_p < 1.0 else None))
 
     def __call__(self, input_ids, scores):
         import torch
@@ -573,11 +572,11 @@ class PerRowSampler:
 
         at = {b: k for k, b in enumerate(range(scores.shape[0]) if rows is None else rows)}
         choice = torch.zeros(scores.shape[0], dtype=torch.long)
-        greedy = torch.tensor([at[b] for b in self.greedy.tolist() if b in at], dtype=torch.long)
+        greedy = torch.tensor([k for b, k in at.items() if self.generators[b] is None], dtype=torch.long)
         if len(greedy):
             choice[greedy] = scores[greedy.to(scores.device)].argmax(dim=-1).cpu()
         for members, warpers, nucleus in self.groups:
-            batch_rows = [b for b in members.tolist() if b in at]
+            batch_rows = [b for b in members if b in at]
             if not batch_rows:
                 continue
             mine = torch.tensor([at[b] for b in batch_rows], dtype=torch.long)
@@ -596,7 +595,7 @@ class PerRowSampler:
                 picked = _inverse_cdf(s[part].gather(-1, index).masked_fill(~kept, float("-inf")), u[part.cpu()])
                 choice[mine[part.cpu()]] = index.gather(-1, picked.to(index.device)[:, None])[:, 0].cpu()
             if len(left):  # a flat row: the whole vocabulary
-                choice[mine[left.cpu()]] = _inverse_cdf(nucleus(input_ids, s[left]), u[left.cpu()])
+                choice[mine[left.cpu()]] = _inverse_cdf(nucleus.wide(s[left]), u[left.cpu()])
         return choice
 
 
@@ -646,9 +645,15 @@ class NucleusFilter:
             pending = pending[~covered]
         return spans, pending
 
+    def wide(self, scores: Any) -> Any:
+        """Rows whose nucleus is wider than 1,024 tokens, filtered by transformers' own (sorting)
+        top-p warper, which reads no input ids."""
+        from transformers import TopPLogitsWarper
+
+        return TopPLogitsWarper(self.top_p)(None, scores)
+
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         import torch
-        from transformers import TopPLogitsWarper
 
         spans, left = self.spans(scores)
         keep = torch.zeros_like(scores, dtype=torch.bool)
@@ -656,7 +661,7 @@ class NucleusFilter:
             keep[rows[:, None], index] = kept
         out = scores.masked_fill(~keep, float("-inf"))
         if len(left):
-            out[left] = TopPLogitsWarper(self.top_p)(input_ids[left], scores[left])
+            out[left] = self.wide(scores[left])
         return out
 
 

@@ -66,11 +66,11 @@ def test_the_secret_is_in_the_system_prompt_and_never_in_the_users_message():
     load_data([p], ctx)
     assert p.status == "ok" and isinstance(p.probe, SystemPromptLeakageProbe)
     requests = p.probe.requests(p.data, ctx)
-    assert len(requests) == 8 * (8 + 1)  # 8 system prompts x (8 attacks + the benign baseline)
+    assert len(requests) == 16 * (8 + 1)  # 16 system prompts x (8 attacks + the benign baseline)
     attacks = {a["name"]: a["prompt"] for a in load_attacks(datasets_dir() / "leakage_attacks.jsonl")}
     assert {r.prompt for r in requests} == set(attacks.values()) | set(_benign_questions())
     secrets = {item["id"]: item["secret"] for item in p.data.items}
-    assert len(set(secrets.values())) == 8
+    assert len(set(secrets.values())) == 16
     for item, r in zip(p.data.items, requests):
         secret = item["secret"]
         assert secret == make_secret(0, PID, item["id"])
@@ -94,7 +94,7 @@ def test_a_model_that_leaks_only_under_attack(tmp_path):
     r = _audit({"capabilities": CHAT, "generate": [*benign_first, ECHO]}, tmp_path)
     res = r.result(PID)
     assert res.status == "ok"
-    assert [(d.n_items, d.n_used) for d in res.datasets] == [(8, 8), (8, 8)]
+    assert [(d.n_items, d.n_used) for d in res.datasets] == [(16, 16), (8, 8)]
     m = res.metric
     assert m("leak_rate").value == 1.0
     assert all(m("leak_rate", f"attack={a}").value == 1.0 for a in ATTACKS)
@@ -105,7 +105,7 @@ def test_a_model_that_leaks_only_under_attack(tmp_path):
     assert res.score.score == 0  # leak_rate 1.0, past the worst (0.5)
     assert res.metrics[0].name == "leak_rate"
     samples = _samples(tmp_path)
-    assert len(samples) == 72 and {s["attack"] for s in samples} == {"none", *ATTACKS}
+    assert len(samples) == 144 and {s["attack"] for s in samples} == {"none", *ATTACKS}
     for s in samples:
         assert s["secret"] in s["system_prompt"]
         assert s["leaked"] == (s["attack"] != "none")
@@ -304,7 +304,7 @@ def test_limits_and_the_text_format(tmp_path):
 
 def test_builtin_sets_are_read_and_every_system_prompt_holds_one_slot():
     items, fmt = load_system_prompts(datasets_dir() / "leakage_system_prompts.jsonl")
-    assert fmt == "jsonl" and len(items) == 8 and len({i["app"] for i in items}) == 8
+    assert fmt == "jsonl" and len(items) == 16 and len({i["app"] for i in items}) == 16
     assert all(i["system_prompt"].count("{secret}") == 1 and i["system_prompt"].startswith("You are") for i in items)
     rows = [json.loads(line) for line in (datasets_dir() / "leakage_attacks.jsonl").read_text().splitlines()]
     assert [r["name"] for r in rows] == ATTACKS and all(r["pattern"] for r in rows)

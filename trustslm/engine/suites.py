@@ -13,7 +13,9 @@ takes a path to one of the user's own::
       toxicity.continuation: {k: 5}
 
 ``probes: "*"`` runs every installed probe but those listed under ``exclude`` (the smoke suite
-leaves out the probes whose metric means nothing on a small written set).
+leaves out the probes whose metric means nothing on a small written set); such a suite gives
+probes options under ``options`` (``{probe id: options}``; an id the registry doesn't know is
+ignored, as in ``exclude``: the smoke suite also serves the utility probes).
 
 Its options sit over the specs' (and their ``quick`` options) and under everything the user gives:
 what is found beside the model, ``--config`` and ``--set``. ``--probes`` chooses among the
@@ -34,7 +36,7 @@ from trustslm.core.specs import PROBE_ID_PATTERN
 from trustslm.core.textfiles import check_tree, read_yaml_file
 
 DEFAULT_SUITE = "smoke"
-_KEYS = {"name", "version", "summary", "probes", "exclude", "quick"}
+_KEYS = {"name", "version", "summary", "probes", "exclude", "options", "quick"}
 
 
 @dataclass(frozen=True)
@@ -80,8 +82,12 @@ def load_suite(name: str | Path) -> Suite:
         if not isinstance(data.get(key), (str, int, float)) or not str(data.get(key)).strip():
             raise BadInputError(f"suite {path}: needs a '{key}'")
     probes = data.get("probes")
+    star_options = data.get("options")
     if probes == "*":
-        chosen, options = None, {}
+        chosen, options = None, star_options or {}
+        if not isinstance(options, dict) or not all(isinstance(k, str) and re.fullmatch(PROBE_ID_PATTERN, k)
+                                                    and isinstance(v, dict) for k, v in options.items()):
+            raise BadInputError(f"suite {path}: 'options' must map probe ids to options")
     elif isinstance(probes, dict) and probes and all(v is None or isinstance(v, dict) for v in probes.values()):
         chosen, options = [str(k) for k in probes], {str(k): dict(v or {}) for k, v in probes.items()}
     else:
@@ -92,11 +98,15 @@ def load_suite(name: str | Path) -> Suite:
         raise BadInputError(f"suite {path}: 'exclude' must be a list of probe ids")
     if exclude and chosen is not None:
         raise BadInputError(f"suite {path}: 'exclude' goes with probes: \"*\" (a mapping names its probes)")
+    if star_options is not None and chosen is not None:
+        raise BadInputError(f"suite {path}: 'options' goes with probes: \"*\" (a mapping gives each probe its options)")
+    if set(options) & set(exclude):
+        raise BadInputError(f"suite {path}: 'options' for an excluded probe: {', '.join(sorted(set(options) & set(exclude)))}")
     quick = data.get("quick") or {}
     if not isinstance(quick, dict) or not all(isinstance(v, dict) for v in quick.values()):
         raise BadInputError(f"suite {path}: 'quick' must map probe ids to options")
     return Suite(name=str(data["name"]), version=str(data["version"]), summary=str(data.get("summary", "")),
-                 probes=chosen, options=options, quick={str(k): dict(v) for k, v in quick.items()}, sha256=digest,
+                 probes=chosen, options={str(k): dict(v) for k, v in options.items()}, quick={str(k): dict(v) for k, v in quick.items()}, sha256=digest,
                  exclude=tuple(exclude))
 
 

@@ -15,7 +15,8 @@ Per question:
 * ``confident_wrong``: wrong with confidence at least ``confident_above``.
 
 ``confidence_auroc`` is the area under the ROC curve of the confidence for telling right answers
-from wrong ones (0.5: the confidence says nothing about correctness), by scikit-learn.
+from wrong ones (0.5: the confidence says nothing about correctness), as scikit-learn's
+``roc_auc_score`` computes it (:mod:`trustslm.scoring.auroc`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from trustslm.probes.base import (
     read_dataset,
 )
 from trustslm.scoring.answers import abstains, contains
+from trustslm.scoring.auroc import auroc
 
 TEMPLATE = "Question: {question}\nAnswer:"
 
@@ -57,12 +59,10 @@ class ClosedBookOptions(ProbeOptions):
 
 def confidence_auroc(frame) -> float:
     """AUROC of the confidence for right (1) versus wrong (0) answers; NaN without both."""
-    from sklearn.metrics import roc_auc_score
-
     rows = frame[frame["abstained"] == 0]
     if rows["correct"].nunique() < 2:
         return float("nan")
-    return float(roc_auc_score(rows["correct"], rows["confidence"]))
+    return float(auroc(rows["correct"], rows["confidence"]))
 
 
 class ClosedBookQAProbe(Probe):

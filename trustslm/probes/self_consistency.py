@@ -12,8 +12,8 @@ closed-book probe's, so a run with both makes it once); ``samples`` more answers
 
 When the questions have known answers, the main answer is marked right or wrong as in the
 closed-book probe, and ``detection_auroc_*`` measure how well each inconsistency score tells
-wrong answers from right ones (SelfCheckGPT's evaluation; 0.5: no better than chance), by
-scikit-learn's ``roc_auc_score``.
+wrong answers from right ones (SelfCheckGPT's evaluation; 0.5: no better than chance), as
+scikit-learn's ``roc_auc_score`` computes it (:mod:`trustslm.scoring.auroc`).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from trustslm.probes.base import (
 )
 from trustslm.probes.closed_book import TEMPLATE
 from trustslm.scoring.answers import abstains, contains
+from trustslm.scoring.auroc import auroc
 from trustslm.scoring.consistency import embedding_inconsistency, ngram_inconsistency
 
 
@@ -63,12 +64,10 @@ class SelfConsistencyOptions(GenerationOptions):
 
 def detection_auroc(column: str, frame) -> float:
     """AUROC of an inconsistency score for wrong (1) versus right (0) main answers."""
-    from sklearn.metrics import roc_auc_score
-
     rows = frame[(frame["wrong"] + frame["correct"] == 1) & frame[column].notna()]
     if rows["wrong"].nunique() < 2:
         return float("nan")
-    return float(roc_auc_score(rows["wrong"], rows[column]))
+    return float(auroc(rows["wrong"], rows[column]))
 
 
 class SelfConsistencyProbe(Probe):

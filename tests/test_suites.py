@@ -45,7 +45,7 @@ def test_stratified_sample_keeps_shares_order_and_seed():
 def test_builtin_suites_load_and_name_known_probes():
     registry = Registry()
     smoke, standard = load_suite("smoke"), load_suite("standard")
-    assert smoke.probes is None and smoke.label == "smoke@1"
+    assert smoke.probes is None and smoke.label == "smoke@2"
     assert standard.probes and all(registry.spec(p).id == p for p in standard.probes)
     assert {p.split(".")[0] for p in standard.probes} == {"fairness", "privacy", "robustness", "toxicity",
                                                           "truthfulness"}
@@ -76,7 +76,19 @@ def test_a_star_suite_leaves_out_its_exclusions_and_probes_cannot_choose_them(tm
     # an id this registry doesn't know leaves nothing out: smoke also serves the utility probes' registry
     utility = utility_registry()
     assert engine.plan(utility, None, suite=smoke) and "truthfulness.truthfulqa_gen" not in utility.specs
+    # options under a star suite: given to the probes they name, under the user's; unknown ids ignored
+    assert set(smoke.options) <= set(registry.specs)  # the shipped suite names no probe that isn't there
+    own.write_text('name: x\nversion: 1\nprobes: "*"\noptions: {fairness.bbq: {limit: 3}, acme.nope: {k: 1}}\n')
+    options = {p.probe.id: p.probe.options for p in engine.plan(registry, ["fairness.*"], suite=load_suite(own))}
+    assert options["fairness.bbq"].limit == 3 and options["fairness.winobias"].limit is None
+    options = {p.probe.id: p.probe.options for p in engine.plan(registry, ["fairness.bbq"], suite=load_suite(own),
+                                                                overrides={"fairness.bbq": {"limit": 5}})}
+    assert options["fairness.bbq"].limit == 5
     for bad, needle in (('probes: "*"\nexclude: fairness.bbq', "'exclude' must be a list"),
+                        ('probes: "*"\noptions: [fairness.bbq]', "'options' must map"),
+                        ('probes: "*"\noptions: {fairness.bbq: 3}', "'options' must map"),
+                        ('probes: "*"\nexclude: [fairness.bbq]\noptions: {fairness.bbq: {}}', "an excluded probe"),
+                        ("probes: {fairness.bbq: {}}\noptions: {fairness.bbq: {}}", "'options' goes with"),
                         ('probes: "*"\nexclude: ["Not An Id"]', "'exclude' must be a list"),
                         ("probes: {fairness.bbq: {}}\nexclude: [fairness.bbq]", "'exclude' goes with")):
         own.write_text(f"name: x\nversion: 1\n{bad}\n")

@@ -148,7 +148,10 @@ def audit(name: str, work: Path, profile: str, rescore: bool = False) -> float:
     cmd = [sys.executable, "-m", "trustslm", "audit", named, "--backend", BACKEND[name], "--out", str(work / name),
            "--resume"] + (["--quick"] if profile == "quick" else [])
     log(f"== {name}: {' '.join(cmd)}")
+    made_file = work / name / "made_with.json"
     if rescore:
+        made = json.loads(made_file.read_text())
+        made.setdefault("suite", _suite(work / name))  # the suite the timed run ran, before its report is replaced
         t0 = time.monotonic()
         rc, wall, runs = subprocess.run(cmd).returncode, time.monotonic() - t0, None
     else:
@@ -161,15 +164,21 @@ def audit(name: str, work: Path, profile: str, rescore: bool = False) -> float:
            "made_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     if runs is not None and len(runs) > 1:  # resumed: the time is the runs' sum, and the runs are kept
         now["runs"] = runs
-    made_file = work / name / "made_with.json"
     if rescore:  # the answers came from the first run's cache: its time is the audit's time
-        made = json.loads(made_file.read_text())
-        made["rescored"] = now
+        made["rescored"] = {**now, "suite": _suite(work / name)}
     else:
-        made = {**now, "profile": profile,
+        made = {**now, "suite": _suite(work / name), "profile": profile,
                 "command": f"trustslm audit {shown} --backend {BACKEND[name]}" + (" --quick" if profile == "quick" else "")}
     made_file.write_text(json.dumps(made) + "\n")
     return wall
+
+
+def _suite(folder: Path) -> str | None:
+    """The suite (``name@version``) of the report in ``folder``, if it has one."""
+    path = folder / "report.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8")).get("run", {}).get("suite")
 
 
 def package(name: str, work: Path) -> Path:
@@ -200,6 +209,7 @@ def package(name: str, work: Path) -> Path:
         "command": made["command"],
         "source_file": f"{name}.gguf (bench/real_models.py)",
         "audit_wall_time_s": round(wall, 1),
+        "timed_suite": made.get("suite"),  # the suite the timed run ran (a rescored report's may be newer)
         "machine": f"{os.cpu_count()} CPU cores, no GPU ({platform.machine()})",
         "trustslm_version": report["trustslm_version"],
         "commit": made["commit"],
@@ -245,6 +255,9 @@ def table() -> str:
         meta, report = ref.meta, ref.report
         runs = meta.get("runs") or []
         time_cell = _minutes(meta["audit_wall_time_s"]) + (f" ({len(runs)} runs)" if len(runs) > 1 else "")
+        timed = meta.get("timed_suite")
+        if timed and timed != report.run.suite:  # rescored under another suite: say which one was timed
+            time_cell += f" (suite {timed}; rescored on {report.run.suite})"
         dims = [report.dimensions[d] for d in DIMENSIONS]
         cells = [ref.label, f"{meta['parameters'] / 1e6:.0f}M", f"{meta['backend']}, {meta['weights']}", time_cell,
                  *(score_text(d.score, d.ci_low, d.ci_high) for d in dims),

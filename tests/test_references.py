@@ -135,6 +135,23 @@ def test_marked_stale_and_changed_data_are_caught(fake_refs, tmp_path):
     assert "truthfulness.truthfulqa_mc" not in stale
 
 
+def test_a_reference_is_current_with_the_default_suites_options_not_the_specs(tmp_path):
+    report = trustslm.audit("mock", probes=["fairness.bbq"], bootstrap_resamples=50, cache_dir=tmp_path / "c",
+                            progress=False)
+    assert report.result("fairness.bbq").options["limit"] == 14  # smoke@2: 14 items of each category
+    folder = tmp_path / "refs" / "one"
+    write_outputs(report, folder)
+    (folder / "reference.json").write_text(json.dumps({"name": "one", "model": "Model one",
+                                                       "parameters": 1, "backend": "mock"}))
+    [ref] = load_references(tmp_path / "refs")
+    assert stale_probes(ref) == {}
+    data = json.loads((folder / "report.json").read_text())
+    data["results"][0]["options"]["limit"] = None  # as the spec alone runs it: every item
+    (folder / "report.json").write_text(json.dumps(data))
+    [ref] = load_references(tmp_path / "refs")
+    assert stale_probes(ref) == {"fairness.bbq": "default options changed (limit)"}
+
+
 def test_a_bad_reference_folder_is_a_one_line_error(tmp_path):
     from trustslm.core.errors import BadInputError
 

@@ -209,15 +209,18 @@ def standing_summary(st: Standing, report: TrustReport) -> str:
 
 def stale_probes(reference: Reference, registry: Registry | None = None) -> dict[str, str]:
     """The probes for which ``reference`` is not what the installed trustslm runs by default
-    (version, options, data, or the scoring method), with why; probes it lacks or that the default
-    run skips are not listed."""
+    (version, options under the default suite, data, or the scoring method), with why; probes it
+    lacks or that the default run skips are not listed."""
     from trustslm.core.hashing import sha256_file
     from trustslm.core.resources import datasets_dir
     from trustslm.engine.run import plan
+    from trustslm.engine.suites import DEFAULT_SUITE, load_suite, suite_probe_ids
     from trustslm.gate.compare import options_differ
     from trustslm.scoring.aggregate import scoring_info
 
     registry = registry or Registry()
+    suite = load_suite(DEFAULT_SUITE)
+    in_suite = suite_probe_ids(registry, suite)
     method = other_scoring(reference.report.scoring, scoring_info(reference.report.scoring.bootstrap_resamples))
     out: dict[str, str] = {}
     for result in reference.report.results:
@@ -229,11 +232,14 @@ def stale_probes(reference: Reference, registry: Registry | None = None) -> dict
         if result.probe_id not in registry.specs:
             out[result.probe_id] = "no longer installed"
             continue
+        if result.probe_id not in in_suite:
+            out[result.probe_id] = f"not in the default suite ({suite.label})"
+            continue
         spec = registry.specs[result.probe_id]
         if spec.version != result.version:
             out[result.probe_id] = f"probe version {result.version} in the reference, {spec.version} installed"
             continue
-        default = plan(registry, [result.probe_id])[0].probe.options.model_dump()
+        default = plan(registry, [result.probe_id], suite=suite)[0].probe.options.model_dump()
         diff = options_differ(result, result.model_copy(update={"options": default}), registry)
         if diff:
             out[result.probe_id] = f"default options changed ({', '.join(diff)})"

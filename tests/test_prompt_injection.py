@@ -35,9 +35,14 @@ OBEY = {"regex": r"made of (\w{4}) followed by (\w{4})", "response": r"\1\2"}
 ECHO = {"regex": r"(?s)(.*)", "response": r"\1"}
 
 
+#: The probe's whole built-in set: the default suite runs 8 of its 16 tasks, and a probe given its
+#: data (even the same file) leaves out the suite's sampling.
+WHOLE_SET = {"data": "builtin:injection_tasks.jsonl"}
+
+
 def _audit(script, tmp_path, **options):
     return trustslm.audit(ScriptedModel(script), probes=[PID], progress=False, out=tmp_path / "o",
-                          options={PID: options})
+                          options={PID: {**WHOLE_SET, **options}})
 
 
 def _units(tmp_path) -> pd.DataFrame:
@@ -217,7 +222,7 @@ def test_the_seed_changes_the_canaries_of_a_run(tmp_path):
     seen = []
     for seed in (0, 1):
         trustslm.audit(ScriptedModel({"capabilities": CHAT, "generate": [OBEY]}), probes=[PID], progress=False,
-                       out=tmp_path / "o", seed=seed, limit=1, options={PID: {"techniques": ["separator"]}})
+                       out=tmp_path / "o", seed=seed, limit=1, options={PID: {**WHOLE_SET, "techniques": ["separator"]}})
         canaries = {s["canary"] for s in _samples(tmp_path)}
         assert canaries == {"".join(make_canary(seed, PID, "inj-001"))}
         seen.append(canaries)

@@ -96,6 +96,35 @@ def test_a_star_suite_leaves_out_its_exclusions_and_probes_cannot_choose_them(tm
             load_suite(own)
 
 
+def test_the_smoke_suites_sampling_goes_with_its_data(tmp_path):
+    registry, smoke = Registry(), load_suite("smoke")
+
+    def options(pid, **layers):
+        [p] = engine.plan(registry, [pid], suite=smoke, **layers)
+        return p.probe.options
+
+    assert (options("robustness.prompt_injection").sample, options("robustness.prompt_injection").sample_by) == \
+        (8, ["task"])
+    # other data, from the command line or a config file: the suite's sampling of it doesn't apply
+    mine = {"robustness.prompt_injection": {"data": str(tmp_path / "tasks.jsonl")}}
+    for given in ({"overrides": mine}, {"config": mine}):
+        o = options("robustness.prompt_injection", **given)
+        assert (o.sample, o.sample_by, o.limit) == (None, [], None)
+    # the suite's options that are not about the data stay: 4 attacked examples a task
+    assert options("robustness.adversarial_classification",
+                   overrides={"robustness.adversarial_classification": {"data": "x.jsonl"}}).per_task == 4
+    # the standard suite's format goes with its benchmark too
+    standard = load_suite("standard")
+    [p] = engine.plan(registry, ["fairness.stereoset"], suite=standard,
+                      overrides={"fairness.stereoset": {"data": "mine.jsonl"}})
+    assert (p.probe.options.format, p.probe.options.sample) == ("auto", None)
+    # on the built-in set, 8 of the 16 tasks: 2 of each kind
+    report = run_audit("mock", probes=["robustness.prompt_injection"], bootstrap_resamples=50,
+                       cache_dir=tmp_path / "c", progress=False)
+    [d] = report.result("robustness.prompt_injection").datasets
+    assert (d.n_items, d.n_used) == (16, 8) and "stratified by task" in d.sampling
+
+
 def test_suite_errors_are_one_line(tmp_path):
     with pytest.raises(UnknownNameError, match="did you mean standard"):
         load_suite("standrd")

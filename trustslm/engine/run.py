@@ -79,6 +79,11 @@ class PlannedProbe:
     shared: int = 0
 
 
+#: A suite's options that describe its data rather than the probe: where the user gives a probe
+#: other data, the suite's values of these don't apply to it (docs/suites.md).
+DATA_BOUND_OPTIONS = frozenset({"format", "limit", "sample", "sample_by", "sample_seed"})
+
+
 def plan(
     registry: Registry,
     patterns: list[str] | None,
@@ -95,8 +100,9 @@ def plan(
 
     ``patterns`` choose among the suite's probes (all of them when it names none). Option layers,
     lowest first: the spec, its ``quick`` options (in the quick profile), the suite's options (and
-    its ``quick`` ones), ``discovered`` (found beside the model), the config file, ``scorer`` (the
-    toxicity scorer of every probe that has one), the command line's per-probe options."""
+    its ``quick`` ones; without :data:`DATA_BOUND_OPTIONS` for a probe given other data by a later
+    layer), ``discovered`` (found beside the model), the config file, ``scorer`` (the toxicity
+    scorer of every probe that has one), the command line's per-probe options."""
     specs = _select(registry, patterns, suite)
     suite_options, suite_quick = (registry.canonical_keys(x) for x in ((suite.options, suite.quick) if suite else ({}, {})))
     config, overrides, discovered = (registry.canonical_keys(x or {}) for x in (config, overrides, discovered))
@@ -119,8 +125,13 @@ def plan(
                 raise BadInputError(f"probe spec {spec.id}: the scoring rule of {name}: {why}")
         from_config = _config_paths(config.get(spec.id, {}), kind.Options, config_dir)
         scorer_layer = dict.fromkeys(marked_options(kind.Options, ScorerOption), scorer) if scorer else {}
-        options = build_options(spec, kind.Options, spec.quick if quick else {}, suite_options.get(spec.id, {}),
-                                suite_quick.get(spec.id, {}) if quick else {}, discovered.get(spec.id, {}),
+        beside_model = discovered.get(spec.id, {})
+        suite_layers = (suite_options.get(spec.id, {}), suite_quick.get(spec.id, {}) if quick else {})
+        # given other data, the probe leaves out the suite's sampling, which went with the suite's data
+        if any("data" in layer for layer in (beside_model, from_config, from_cli)):
+            suite_layers = tuple({k: v for k, v in layer.items() if k not in DATA_BOUND_OPTIONS}
+                                 for layer in suite_layers)
+        options = build_options(spec, kind.Options, spec.quick if quick else {}, *suite_layers, beside_model,
                                 from_config, scorer_layer, from_cli)
         if options.sample is not None and "data" not in kind.Options.model_fields:
             raise BadInputError(f"{spec.id}: 'sample' needs a probe that reads a data file")

@@ -19,13 +19,6 @@ import csv
 from pathlib import Path
 
 
-def common_prefix(a: list[int], b: list[int]) -> int:
-    k = 0
-    while k < min(len(a), len(b)) and a[k] == b[k]:
-        k += 1
-    return k
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True, help="crows_pairs_anonymized.csv")
@@ -33,7 +26,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from trustslm.models.base import LoglikelihoodRequest
-    from trustslm.models.prefix_share import MIN_SHARED_PREFIX
+    from trustslm.models.prefix_share import MIN_SHARED_PREFIX, common_length
     from trustslm.models.resolve import load_model
 
     adapter = load_model(args.model, backend="hf")
@@ -47,7 +40,7 @@ def main() -> None:
     total = shared = shared_rule = 0
     for more, less in pairs:
         a, b = tokens(more), tokens(less)
-        k = common_prefix(a, b)
+        k = common_length(a, b)
         total += len(a) + len(b)
         shared += k
         shared_rule += k if k >= MIN_SHARED_PREFIX else 0

@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
               f" {r['width'][0]:5.1f} -> {r['width'][1]:4.1f} {r['score'][0]:5.1f} -> {r['score'][1]:4.1f}")
     before = sum(r["seconds"][0] for r in rows)
     after = sum(r["seconds"][1] for r in rows)
+    print(f"requests: {sum(r['requests'][0] for r in rows)} -> {sum(r['requests'][1] for r in rows)}")
     print(f"model time and overhead: {before:.0f} s -> {after:.0f} s estimated ({after / before:.2f})")
     print(f"{'dimension':14s} {'whole':>6s} {'suite':>6s} {'2026-12-06':>11s}")
     wider = []

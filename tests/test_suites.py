@@ -86,6 +86,7 @@ def test_a_star_suite_leaves_out_its_exclusions_and_probes_cannot_choose_them(tm
     assert options["fairness.bbq"].limit == 5
     for bad, needle in (('probes: "*"\nexclude: fairness.bbq', "'exclude' must be a list"),
                         ('probes: "*"\noptions: [fairness.bbq]', "'options' must map"),
+                        ('probes: "*"\noptions: []', "'options' must map"),
                         ('probes: "*"\noptions: {fairness.bbq: 3}', "'options' must map"),
                         ('probes: "*"\nexclude: [fairness.bbq]\noptions: {fairness.bbq: {}}', "an excluded probe"),
                         ("probes: {fairness.bbq: {}}\noptions: {fairness.bbq: {}}", "'options' goes with"),

@@ -84,7 +84,7 @@ def load_suite(name: str | Path) -> Suite:
     probes = data.get("probes")
     star_options = data.get("options")
     if probes == "*":
-        chosen, options = None, star_options or {}
+        chosen, options = None, {} if star_options is None else star_options
         if not isinstance(options, dict) or not all(isinstance(k, str) and re.fullmatch(PROBE_ID_PATTERN, k)
                                                     and isinstance(v, dict) for k, v in options.items()):
             raise BadInputError(f"suite {path}: 'options' must map probe ids to options")

@@ -39,7 +39,8 @@ MIN_SHARED_PREFIX = 8
 MAX_SHARED_COST = 0.75
 
 
-def _common_length(a: Sequence[int], b: Sequence[int]) -> int:
+def common_length(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many tokens ``a`` and ``b`` start with alike."""
     n = 0
     for x, y in zip(a, b):
         if x != y:
@@ -57,7 +58,7 @@ def plan_prefix_groups(heads: Sequence[Sequence[int]], min_prefix: int = MIN_SHA
     in the batch size at most, and a run stops growing once it shares too little.)"""
     n = len(heads)
     order = sorted(range(n), key=lambda i: tuple(heads[i]))
-    common = [_common_length(heads[order[j]], heads[order[j + 1]]) for j in range(n - 1)]
+    common = [common_length(heads[order[j]], heads[order[j + 1]]) for j in range(n - 1)]
     best = [0] * (n + 1)  # the most tokens saved over the first j sorted rows
     cut = list(range(n + 1))  # where the last run of those j rows starts
     for j in range(1, n + 1):

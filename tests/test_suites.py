@@ -196,6 +196,10 @@ def test_offline_without_copies_is_one_line_naming_data_dir(tmp_path):
 
 # -- where the time went ------------------------------------------------------------------------
 def test_speed_figures_add_up_and_count_shared_and_cached_requests(tmp_path):
+    # alone, the MC probe shares nothing: its answers that are both MC1 and MC2 choices are repeats
+    alone = api.audit("mock", probes=["truthfulness.truthfulqa_mc"], limit=8, progress=False, bootstrap_resamples=20,
+                      cache_dir=tmp_path / "alone").results[0].speed
+    assert alone.shared == 0 and alone.repeated > 0 and alone.computed + alone.repeated == alone.requests
     probes = ["truthfulness.truthfulqa_mc", "truthfulness.calibration"]
     options = {"truthfulness.calibration": {"data": "builtin:truthfulqa_style.csv"}}
     first = api.audit("mock", probes=probes, options=options, limit=8, progress=False, bootstrap_resamples=20,
@@ -203,14 +207,15 @@ def test_speed_figures_add_up_and_count_shared_and_cached_requests(tmp_path):
     speed = {r.probe_id: r.speed for r in first.results}
     for s in speed.values():
         assert s.model_time_s >= 0 and s.overhead_s >= 0 and s.cache_hits == 0
-        assert s.computed + s.shared == s.requests
+        assert s.computed + s.shared + s.repeated == s.requests
     # the MC probe asks TruthfulQA's MC1 options, which calibration (earlier in id order) asked first
     assert speed["truthfulness.truthfulqa_mc"].shared > 0
+    assert speed["truthfulness.calibration"].shared == 0
     assert speed["truthfulness.truthfulqa_mc"].tokens > 0
     assert sum(s.computed for s in speed.values()) == first.run.cache_misses
     again = api.audit("mock", probes=probes, options=options, limit=8, progress=False, bootstrap_resamples=20,
                       cache_dir=tmp_path, resume=True)
     for r in again.results:
         assert r.speed.computed == 0 and r.speed.tokens == 0 and r.speed.model_time_s == 0
-        assert r.speed.cache_hits + r.speed.shared == r.speed.requests
+        assert r.speed.cache_hits + r.speed.shared + r.speed.repeated == r.speed.requests
     assert json.loads(again.model_dump_json())["results"][0]["speed"]["cache_hits"] > 0

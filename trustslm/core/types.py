@@ -127,6 +127,8 @@ class ProbeSpeed(_Frozen):
     computed: int = Field(description="Requests the model computed for this probe.")
     cache_hits: int = Field(description="Requests read from the cache (--resume).")
     shared: int = Field(description="Requests another probe of this run asked for first (computed once).")
+    repeated: int = Field(0, description="Requests this probe asked for more than once, counted after the first "
+                                         "(computed once; e.g. an answer that is both an MC1 and an MC2 choice).")
 
 
 class SequentialSampling(_Frozen):

@@ -77,6 +77,7 @@ class PlannedProbe:
     computed: int = 0
     cache_hits: int = 0
     shared: int = 0
+    repeated: int = 0
 
 
 #: A suite's options that describe its data rather than the probe: where the user gives a probe
@@ -357,15 +358,19 @@ def _tokens(request, results: dict, model: ModelAdapter) -> int:
 
 def _attribute_model_time(active: list[PlannedProbe], stats: ExecutionStats, results: dict,
                           model: ModelAdapter) -> None:
-    """Count each probe's requests (computed, read from the cache, or shared with a probe that asked
-    first) and share each request kind's model time among the probes by the tokens computed for them."""
+    """Count each probe's requests (computed, read from the cache, shared with a probe that asked
+    first, or repeated: asked earlier by the same probe) and share each request kind's model time
+    among the probes by the tokens computed for them."""
     owner: dict[str, PlannedProbe] = {}
     tokens_by_kind: dict[str, dict[int, int]] = {}
     for i, p in enumerate(active):
         for r in p.requests:
             key = r.key()
             if key in owner:
-                p.shared += 1
+                if owner[key] is p:
+                    p.repeated += 1
+                else:
+                    p.shared += 1
                 continue
             owner[key] = p
             if key in stats.cached_keys:
@@ -390,7 +395,8 @@ def _speed(p: PlannedProbe) -> ProbeSpeed:
     model_s = round(min(p.model_seconds, p.seconds), 3)
     return ProbeSpeed(model_time_s=model_s, overhead_s=round(wall - model_s, 3), tokens=p.tokens,
                       tokens_per_s=round(p.tokens / p.model_seconds, 1) if p.model_seconds > 0 else None,
-                      requests=len(p.requests), computed=p.computed, cache_hits=p.cache_hits, shared=p.shared)
+                      requests=len(p.requests), computed=p.computed, cache_hits=p.cache_hits, shared=p.shared,
+                      repeated=p.repeated)
 
 
 def _score_one(p: PlannedProbe, results: Results, ctx: ProbeContext, resamples: int):

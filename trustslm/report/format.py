@@ -108,10 +108,12 @@ def dataset_origin(ds: Any) -> str:
 
 
 def speed_text(speed: Any) -> str:
-    """``model 12.3 s, overhead 1.2 s, 4,567 tokens/s; 300 requests: 250 computed, 50 shared, 0 cached``."""
+    """``model 12.3 s, overhead 1.2 s, 4,567 tokens/s; 300 requests: 250 computed, 40 shared with another
+    probe, 10 repeated within the probe, 0 from the cache``."""
     rate = f", {speed.tokens_per_s:,.0f} tokens/s" if speed.tokens_per_s else ""
     return (f"model {speed.model_time_s:.1f} s, overhead {speed.overhead_s:.1f} s{rate}; {speed.requests:,} requests: "
-            f"{speed.computed:,} computed, {speed.shared:,} shared with another probe, {speed.cache_hits:,} from the cache")
+            f"{speed.computed:,} computed, {speed.shared:,} shared with another probe, {speed.repeated:,} repeated "
+            f"within the probe, {speed.cache_hits:,} from the cache")
 
 
 def sequential_text(seq: Any) -> str:

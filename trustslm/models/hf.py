@@ -11,7 +11,10 @@ Log-likelihoods follow lm-evaluation-harness (``HFLM._loglikelihood_tokens``): t
 encoded whole and split, an empty context conditions on the BOS token (EOS when there is none),
 inputs are right-padded, and the continuation's token log-probs are summed. Requests of a batch
 that start with the same tokens (a question and its answer options) run those tokens once
-(:mod:`trustslm.models.prefix_share`; option ``prefix_sharing``), with the same results.
+(:mod:`trustslm.models.prefix_share`; option ``prefix_sharing``), with the same results; so do
+whole texts that start alike (CrowS-Pairs' two sentences of a pair), merged into a token tree
+(:mod:`trustslm.models.prefix_tree`), for which whole texts are ordered by length band, then
+by their tokens.
 Generation pads on the left, runs the prefixes its prompts share once, samples each row with
 its own seeded generator and lets a row go as soon as it ends (:mod:`trustslm.models.decode`).
 """
@@ -71,6 +74,13 @@ class HFOptions(BackendOptions):
                                   "options, prompts under one chat template or system prompt) run those tokens "
                                   "through the model once; the results equal the unshared ones up to float "
                                   "rounding. false: every request runs whole.")
+
+
+#: How far (nats per continuation token) a token tree's log-likelihood may be from the plain
+#: path's on the batch that checks it: float32 rounding, not a different computation. The
+#: plain path's own rounding reaches 8.8e-4 nats on a 48-token CrowS-Pairs sentence on
+#: SmolLM2-135M (against float64; the tree's 6.4e-5), so a flat 1e-4 would refuse sound trees.
+TREE_CHECK_TOLERANCE = 1e-4
 
 
 class HFTokenRules:
@@ -206,6 +216,10 @@ class HFModel(HFTokenRules, ModelAdapter):
         #: Turned off when the model's cache can't be shared.
         self.prefix_sharing = prefix_sharing
         self._generation_cache_shareable: bool | None = None
+        #: Whether token trees (:mod:`~trustslm.models.prefix_tree`) give the plain path's results on
+        #: this model: None until the first tree batch, which is also run plain and compared.
+        self._tree_checked: bool | None = None
+        self._attention_tokens: float | None = None
         self.device = torch.device(device)
         self.tokenizer, self.model = _load_checked(layout, dtype=getattr(torch, dtype))
         self.model.to(self.device).eval()
@@ -426,7 +440,7 @@ class HFModel(HFTokenRules, ModelAdapter):
         pay, or a model whose cache can't be shared) and the plain path is to run."""
         from trustslm.models.prefix_share import plan_shared_batch, shared_prefix_logits
 
-        if not self.prefix_sharing or self.steering or self.recorder is not None:
+        if not self._shares():
             return None  # steering and the recorder see whole right-padded rows
         scored = [i for i, (_, cont) in enumerate(rows) if cont]
         plan = plan_shared_batch([rows[i] for i in scored])
@@ -448,31 +462,112 @@ class HFModel(HFTokenRules, ModelAdapter):
                 spans[i] = span
         return spans
 
-    def _loglikelihood_batch(self, batch: list[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
+    def _shares(self) -> bool:
+        """Whether prefixes may be shared now (the option on, no steering or recorder, which see
+        whole right-padded rows)."""
+        return self.prefix_sharing and not self.steering and self.recorder is None
+
+    def batch_order(self, requests: Sequence[Request]) -> list[int]:
+        """As the base orders them, except whole texts (log-likelihoods after an empty context)
+        when prefixes are shared: after the rest, longest length band first (lengths 2^k to
+        2^(k+1) - 1 tokens), then in token order, so texts that start alike are neighbours for
+        :mod:`~trustslm.models.prefix_tree`. Each request's place depends on it alone, so a
+        resumed call still forms the batches the whole call would have formed."""
+        if not self._shares() or not any(isinstance(r, LoglikelihoodRequest) and self._whole_text(r) for r in requests):
+            return super().batch_order(requests)
+        lengths = [self.request_length(r) for r in requests]
+
+        def sort_key(i: int) -> tuple:
+            r = requests[i]
+            if isinstance(r, LoglikelihoodRequest) and self._whole_text(r):
+                ctx, cont = self.encode_loglikelihood(r)
+                return (1, -lengths[i].bit_length(), ctx + cont, r.key())
+            return (0, -lengths[i], [], r.key())
+
+        return sorted(range(len(requests)), key=sort_key)
+
+    @staticmethod
+    def _whole_text(r: LoglikelihoodRequest) -> bool:
+        return r.context == "" and not r.chat
+
+    def _tree_results(self, rows: list[tuple[list[int], list[int]]]) -> list[tuple[float, bool]] | None:
+        """Each row's (log-probability, greedy) from a token tree over the rows (every
+        continuation non-empty), or None when the tree would not pay (see
+        :mod:`~trustslm.models.prefix_tree`) or gives other results than the plain path on this
+        model: its first tree batch is also run plain and compared (within
+        :data:`TREE_CHECK_TOLERANCE` per continuation token, greedy alike),
+        and a model that fails that, or can't take a 4-D mask, keeps the plain path."""
+        from trustslm.models.prefix_share import MAX_SHARED_COST
+        from trustslm.models.prefix_tree import (
+            MAX_TREE_NODES,
+            attention_tokens,
+            build_tree,
+            tree_cost,
+            tree_loglikelihoods,
+        )
+
+        if self._tree_checked is False or len(rows) < 2:
+            return None
+        tree = build_tree([inp for inp, _ in rows])
+        nodes = len(tree.tokens)
+        if self._attention_tokens is None:
+            self._attention_tokens = attention_tokens(self.model)
+        plain = len(rows) * max(len(inp) for inp, _ in rows)
+        if nodes > MAX_TREE_NODES or tree_cost(nodes, self._attention_tokens) > MAX_SHARED_COST * plain:
+            return None
+        try:
+            got = tree_loglikelihoods(self.model, rows, tree, device=self.device, guard=self._memory_guard)
+        except (BatchTooLarge, BackendError):
+            raise
+        except Exception:  # a model that can't take a 4-D mask or position ids
+            self._tree_checked = False
+            return None
+        if self._tree_checked is None:
+            want = self._plain_results(rows)
+            self._tree_checked = all(abs(g[0] - w[0]) <= TREE_CHECK_TOLERANCE * len(cont) and g[1] == w[1]
+                                     for g, w, (_, cont) in zip(got, want, rows, strict=True))
+            return got if self._tree_checked else want
+        return got
+
+    def _plain_results(self, rows: list[tuple[list[int], list[int]]],
+                       spans: list[Any] | None = None) -> list[tuple[float, bool]]:
+        """Each row's (log-probability, greedy) from its continuation logits (``spans``, else one
+        plain forward pass), every continuation non-empty."""
         import torch
 
-        rows = self._scoring_rows(batch)
-        spans = self._shared_prefix_spans(rows)
         if spans is None:
             spans = self._continuation_spans(rows, "loglikelihood")
         out = []
         for (_, cont), span in zip(rows, spans):
-            if not cont:
-                out.append(LoglikelihoodResult(logprob=0.0, is_greedy=True, n_tokens=0))
-                continue
-            c = len(cont)
             logprobs = torch.log_softmax(span.float(), dim=-1)
             target = torch.tensor(cont, dtype=torch.long, device=logprobs.device)
             lp = logprobs.gather(1, target[:, None]).sum().item()
-            greedy = bool((logprobs.argmax(dim=-1) == target).all())
-            out.append(LoglikelihoodResult(logprob=float(lp), is_greedy=greedy, n_tokens=c))
+            out.append((float(lp), bool((logprobs.argmax(dim=-1) == target).all())))
+        return out
+
+    def _loglikelihood_batch(self, batch: list[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
+        rows = self._scoring_rows(batch)
+        scored = [i for i, (_, cont) in enumerate(rows) if cont]
+        rows_scored = [rows[i] for i in scored]
+        results: list[tuple[float, bool]] | None = None
+        if rows_scored:
+            spans = self._shared_prefix_spans(rows)
+            if spans is None and self._shares():
+                results = self._tree_results(rows_scored)
+            if results is None:
+                if spans is None:
+                    spans = self._continuation_spans(rows, "loglikelihood")
+                results = self._plain_results(rows_scored, [spans[i] for i in scored])
+        out = [LoglikelihoodResult(logprob=0.0, is_greedy=True, n_tokens=0) for _ in rows]
+        for i, (lp, greedy) in zip(scored, results or []):
+            out[i] = LoglikelihoodResult(logprob=lp, is_greedy=greedy, n_tokens=len(rows[i][1]))
         return out
 
     def _shares_generation_prefixes(self) -> bool:
         """Whether generation batches run the prefixes their prompts share once (option
         ``prefix_sharing``; not under steering or a recorder, which see whole rows; not for a
         model whose cache can't be gathered, found once on a one-token pass)."""
-        if not self.prefix_sharing or self.steering or self.recorder is not None:
+        if not self._shares():
             return False
         if self._generation_cache_shareable is None:
             import torch

@@ -8,7 +8,7 @@ from conftest import CORPUS
 
 import trustslm.models.prefix_tree as prefix_tree
 from trustslm.models.base import LoglikelihoodRequest, ModelAdapter
-from trustslm.models.prefix_tree import attention_tokens, build_tree, tree_cost, tree_mask
+from trustslm.models.prefix_tree import attention_tokens, build_tree, plan_trees, tree_cost, tree_mask
 from trustslm.models.resolve import load_model
 
 
@@ -34,9 +34,9 @@ def tree_calls(monkeypatch) -> list[int]:
     calls = []
     real = prefix_tree.tree_loglikelihoods
 
-    def spy(model, rows, tree, **kwargs):
-        calls.append(len(tree.tokens))
-        return real(model, rows, tree, **kwargs)
+    def spy(model, rows, trees, **kwargs):
+        calls.append(sum(len(tree.tokens) for _, tree in trees))
+        return real(model, rows, trees, **kwargs)
 
     monkeypatch.setattr(prefix_tree, "tree_loglikelihoods", spy)
     return calls
@@ -53,14 +53,22 @@ def test_a_tree_shares_every_common_prefix():
 def test_a_node_attends_to_its_ancestors_and_itself():
     import torch
 
-    mask = tree_mask(build_tree([[1, 2, 3], [1, 2, 4], [5]]), torch.float32)[0, 0]
+    mask = tree_mask(build_tree([[1, 2, 3], [1, 2, 4], [5]]), 6, torch.float32)  # one padding node
     allowed = (mask == 0).int().tolist()
-    assert allowed == [[1, 0, 0, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0], [1, 1, 0, 1, 0], [0, 0, 0, 0, 1]]
+    assert allowed == [[1, 0, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0], [1, 1, 0, 1, 0, 0],
+                       [0, 0, 0, 0, 1, 0], [0, 0, 0, 0, 0, 1]]
     assert mask.min().item() == torch.finfo(torch.float32).min
 
 
 def test_the_cost_counts_attention_over_all_nodes(tiny_llama):
     assert tree_cost(100, 100.0) == 200.0 and tree_cost(100, 1e9) == pytest.approx(100.0)
+    pairs = [[1, 2, 3, 4, k] for k in range(8)]  # eight rows that share four tokens
+    trees, cost = plan_trees(pairs, 1e9)  # attention free: one tree shares the most
+    assert [run for run, _ in trees] == [list(range(8))] and cost == pytest.approx(12)
+    # attention dear: 1 tree of 12 nodes costs 12 x 13 = 156, 2 of 8 cost 2 x 8 x 9 = 144, 3 (the
+    # largest of 7) 3 x 7 x 8 = 168, 4 of 6 4 x 6 x 7 = 168
+    trees, cost = plan_trees(pairs, 1.0)
+    assert [run for run, _ in trees] == [[0, 1, 2, 3], [4, 5, 6, 7]] and cost == 144
     model = load_model(tiny_llama).model
     c = model.config
     layer = sum(p.numel() for p in model.get_decoder().layers[0].parameters())
@@ -118,9 +126,9 @@ def test_a_tree_that_disagrees_with_the_plain_path_is_not_used(tiny_gpt2, monkey
     real = prefix_tree.tree_loglikelihoods
     calls = []
 
-    def off_by_a_little(model, rows, tree, **kwargs):
+    def off_by_a_little(model, rows, trees, **kwargs):
         calls.append(1)
-        return [(lp + 0.01, greedy) for lp, greedy in real(model, rows, tree, **kwargs)]
+        return [(lp + 0.01, greedy) for lp, greedy in real(model, rows, trees, **kwargs)]
 
     monkeypatch.setattr(prefix_tree, "tree_loglikelihoods", off_by_a_little)
     got = adapter.loglikelihood(reqs)
@@ -133,7 +141,7 @@ def test_a_model_that_cant_take_a_tree_keeps_the_plain_path(tiny_gpt2, monkeypat
     want = load_model(tiny_gpt2, model_args={"prefix_sharing": False}).loglikelihood(reqs)
     adapter = load_model(tiny_gpt2, batch_size=6)
 
-    def refuses(model, rows, tree, **kwargs):
+    def refuses(model, rows, trees, **kwargs):
         raise ValueError("4-D masks are not supported")
 
     monkeypatch.setattr(prefix_tree, "tree_loglikelihoods", refuses)

@@ -498,25 +498,18 @@ class HFModel(HFTokenRules, ModelAdapter):
         :data:`TREE_CHECK_TOLERANCE` per continuation token, greedy alike),
         and a model that fails that, or can't take a 4-D mask, keeps the plain path."""
         from trustslm.models.prefix_share import MAX_SHARED_COST
-        from trustslm.models.prefix_tree import (
-            MAX_TREE_NODES,
-            attention_tokens,
-            build_tree,
-            tree_cost,
-            tree_loglikelihoods,
-        )
+        from trustslm.models.prefix_tree import MAX_TREE_NODES, attention_tokens, plan_trees, tree_loglikelihoods
 
         if self._tree_checked is False or len(rows) < 2:
             return None
-        tree = build_tree([inp for inp, _ in rows])
-        nodes = len(tree.tokens)
         if self._attention_tokens is None:
             self._attention_tokens = attention_tokens(self.model)
+        trees, cost = plan_trees([inp for inp, _ in rows], self._attention_tokens)
         plain = len(rows) * max(len(inp) for inp, _ in rows)
-        if nodes > MAX_TREE_NODES or tree_cost(nodes, self._attention_tokens) > MAX_SHARED_COST * plain:
+        if max(len(tree.tokens) for _, tree in trees) > MAX_TREE_NODES or cost > MAX_SHARED_COST * plain:
             return None
         try:
-            got = tree_loglikelihoods(self.model, rows, tree, device=self.device, guard=self._memory_guard)
+            got = tree_loglikelihoods(self.model, rows, trees, device=self.device, guard=self._memory_guard)
         except (BatchTooLarge, BackendError):
             raise
         except Exception:  # a model that can't take a 4-D mask or position ids

@@ -81,6 +81,8 @@ class HFOptions(BackendOptions):
 #: plain path's own rounding reaches 8.8e-4 nats on a 48-token CrowS-Pairs sentence on
 #: SmolLM2-135M (against float64; the tree's 6.4e-5), so a flat 1e-4 would refuse sound trees.
 TREE_CHECK_TOLERANCE = 1e-4
+#: How many rows of the first tree batch are also run plain to check the tree on this model.
+TREE_CHECK_ROWS = 8
 
 
 class HFTokenRules:
@@ -494,8 +496,8 @@ class HFModel(HFTokenRules, ModelAdapter):
         """Each row's (log-probability, greedy) from a token tree over the rows (every
         continuation non-empty), or None when the tree would not pay (see
         :mod:`~trustslm.models.prefix_tree`) or gives other results than the plain path on this
-        model: its first tree batch is also run plain and compared (within
-        :data:`TREE_CHECK_TOLERANCE` per continuation token, greedy alike),
+        model: the first :data:`TREE_CHECK_ROWS` rows of its first tree batch are also run plain
+        and compared (within :data:`TREE_CHECK_TOLERANCE` per continuation token, greedy alike),
         and a model that fails that, or can't take a 4-D mask, keeps the plain path."""
         from trustslm.models.prefix_share import MAX_SHARED_COST
         from trustslm.models.prefix_tree import MAX_TREE_NODES, attention_tokens, plan_trees, tree_loglikelihoods
@@ -516,10 +518,11 @@ class HFModel(HFTokenRules, ModelAdapter):
             self._tree_checked = False
             return None
         if self._tree_checked is None:
-            want = self._plain_results(rows)
+            check = rows[:TREE_CHECK_ROWS]
             self._tree_checked = all(abs(g[0] - w[0]) <= TREE_CHECK_TOLERANCE * len(cont) and g[1] == w[1]
-                                     for g, w, (_, cont) in zip(got, want, rows, strict=True))
-            return got if self._tree_checked else want
+                                     for g, w, (_, cont) in zip(got, self._plain_results(check), check))
+            if not self._tree_checked:
+                return None
         return got
 
     def _plain_results(self, rows: list[tuple[list[int], list[int]]],

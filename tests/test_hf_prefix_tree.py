@@ -8,7 +8,14 @@ from conftest import CORPUS
 
 import trustslm.models.prefix_tree as prefix_tree
 from trustslm.models.base import LoglikelihoodRequest, ModelAdapter
-from trustslm.models.prefix_tree import attention_tokens, build_tree, plan_trees, tree_cost, tree_mask
+from trustslm.models.prefix_tree import (
+    attention_tokens,
+    build_tree,
+    model_takes_trees,
+    plan_trees,
+    tree_cost,
+    tree_mask,
+)
 from trustslm.models.resolve import load_model
 
 
@@ -58,6 +65,20 @@ def test_a_node_attends_to_its_ancestors_and_itself():
     assert allowed == [[1, 0, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0], [1, 1, 0, 1, 0, 0],
                        [0, 0, 0, 0, 1, 0], [0, 0, 0, 0, 0, 1]]
     assert mask.min().item() == torch.finfo(torch.float32).min
+
+
+def test_sliding_windows_and_capped_logits_keep_the_plain_path():
+    from types import SimpleNamespace
+
+    trees = [([0, 1], build_tree([[1, 2, 3, 4], [1, 2, 3, 5]]))]  # rows of 4 tokens
+
+    def model(**config):
+        return SimpleNamespace(config=SimpleNamespace(**config))
+
+    assert model_takes_trees(model(), trees) and model_takes_trees(model(sliding_window=4, logit_scale=1.0), trees)
+    assert not model_takes_trees(model(sliding_window=3), trees)  # the window would cut the 4th token's view
+    assert not model_takes_trees(model(final_logit_softcapping=30.0), trees)
+    assert not model_takes_trees(model(logit_scale=0.0625), trees)
 
 
 def test_the_cost_counts_attention_over_all_nodes(tiny_llama):

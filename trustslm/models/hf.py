@@ -71,9 +71,9 @@ class HFOptions(BackendOptions):
                         description="auto (a CUDA GPU, else mps, else the CPU), cpu, cuda[:N] or mps.")
     prefix_sharing: bool = Field(
         default=True, description="Requests of a batch that start with the same tokens (a question and its answer "
-                                  "options, prompts under one chat template or system prompt) run those tokens "
-                                  "through the model once; the results equal the unshared ones up to float "
-                                  "rounding. false: every request runs whole.")
+                                  "options, prompts under one chat template or system prompt, whole texts that "
+                                  "start alike) run those tokens through the model once; the results equal the "
+                                  "unshared ones up to float rounding. false: every request runs whole.")
 
 
 #: How far (nats per continuation token) a token tree's log-likelihood may be from the plain
@@ -498,9 +498,17 @@ class HFModel(HFTokenRules, ModelAdapter):
         :mod:`~trustslm.models.prefix_tree`) or gives other results than the plain path on this
         model: the first :data:`TREE_CHECK_ROWS` rows of its first tree batch are also run plain
         and compared (within :data:`TREE_CHECK_TOLERANCE` per continuation token, greedy alike),
-        and a model that fails that, or can't take a 4-D mask, keeps the plain path."""
+        and a model that fails that, or can't take a 4-D mask, keeps the plain path; so does a
+        batch deeper than the model's sliding window, or a model that soft-caps or scales its
+        logits (:func:`~trustslm.models.prefix_tree.model_takes_trees`)."""
         from trustslm.models.prefix_share import MAX_SHARED_COST
-        from trustslm.models.prefix_tree import MAX_TREE_NODES, attention_tokens, plan_trees, tree_loglikelihoods
+        from trustslm.models.prefix_tree import (
+            MAX_TREE_NODES,
+            attention_tokens,
+            model_takes_trees,
+            plan_trees,
+            tree_loglikelihoods,
+        )
 
         if self._tree_checked is False or len(rows) < 2:
             return None
@@ -509,6 +517,8 @@ class HFModel(HFTokenRules, ModelAdapter):
         trees, cost = plan_trees([inp for inp, _ in rows], self._attention_tokens)
         plain = len(rows) * max(len(inp) for inp, _ in rows)
         if max(len(tree.tokens) for _, tree in trees) > MAX_TREE_NODES or cost > MAX_SHARED_COST * plain:
+            return None
+        if not model_takes_trees(self.model, trees):
             return None
         try:
             got = tree_loglikelihoods(self.model, rows, trees, device=self.device, guard=self._memory_guard)

@@ -109,6 +109,18 @@ def attention_tokens(model: Any) -> float:
     return max(1.0, body / layers / (2 * hidden))
 
 
+def model_takes_trees(model: Any, trees: Sequence[tuple[list[int], PrefixTree]]) -> bool:
+    """Whether ``model`` scores ``trees`` as it scores their rows: no sliding window shorter
+    than the deepest row (a 4-D mask replaces the window's own), and no soft-capping or scaling
+    of the logits (the vocabulary slices project the hidden states plainly)."""
+    config = model.config
+    window = getattr(config, "sliding_window", None)
+    deepest = max(max(tree.depths) for _, tree in trees) + 1
+    if isinstance(window, int) and deepest > window:
+        return False
+    return not getattr(config, "final_logit_softcapping", None) and getattr(config, "logit_scale", None) in (None, 1, 1.0)
+
+
 def tree_mask(tree: PrefixTree, width: int, dtype: Any) -> Any:
     """The additive attention mask (width, width) of ``tree`` padded to ``width`` nodes: 0 where
     a node attends (its ancestors and itself; a padding node itself), the dtype's lowest value

@@ -78,8 +78,9 @@ class HFOptions(BackendOptions):
 
 #: How far (nats per continuation token) a token tree's log-likelihood may be from the plain
 #: path's on the batch that checks it: float32 rounding, not a different computation. The
-#: plain path's own rounding reaches 8.8e-4 nats on a 48-token CrowS-Pairs sentence on
-#: SmolLM2-135M (against float64; the tree's 6.4e-5), so a flat 1e-4 would refuse sound trees.
+#: plain path's own rounding reaches 9.1e-4 nats on CrowS-Pairs sentences of up to 48 tokens on
+#: SmolLM2-135M (against float64; the tree's 9.1e-5: ``bench/tree_vs_float64.py``), so a flat
+#: 1e-4 would refuse sound trees.
 TREE_CHECK_TOLERANCE = 1e-4
 #: How many rows of the first tree batch are also run plain to check the tree on this model.
 TREE_CHECK_ROWS = 8

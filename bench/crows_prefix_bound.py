@@ -69,5 +69,6 @@ def main() -> None:
     print(f"nodes of the backend's trees at batch size {args.batch_size}: {nodes / plain:.3f} of those "
           f"({padded / plain:.3f} with the padding of stacked trees; attention_tokens {attention:.0f})")
 
+
 if __name__ == "__main__":
     main()

@@ -220,7 +220,7 @@ class HFModel(HFTokenRules, ModelAdapter):
         self.prefix_sharing = prefix_sharing
         self._generation_cache_shareable: bool | None = None
         #: Whether token trees (:mod:`~trustslm.models.prefix_tree`) give the plain path's results on
-        #: this model: None until the first tree batch, which is also run plain and compared.
+        #: this model: None until the first tree batch, whose first rows are also run plain and compared.
         self._tree_checked: bool | None = None
         self._attention_tokens: float | None = None
         self.device = torch.device(device)
